@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Both create .venv with the project installed; only Python 3.11+, git and make are assumed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-postgres lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the service: dashboard + webhooks + worker, SQLite and embedded Redis in instance/.
+run: $(STAMP)
+	$(BIN)/outreach run
+
+## Run the whole test suite (SQLite; also PostgreSQL when TEST_DATABASE_URL is set), then lint.
+test: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,298 @@
+"""``outreach``: run the service, manage huddles and members, migrate the database."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from cli import runner
+from outreach import migrate
+from outreach.consent import history
+from outreach.huddles import HuddleError, create_huddle, get_huddle, list_huddles
+from outreach.importer import ImportFileError, export_members, import_members, parse_consent_option
+from outreach.models import Member
+from outreach.phones import InvalidPhoneNumber, normalize_phone
+from outreach.services import Services
+from outreach.settings import ConfigError, Settings
+
+
+class Context:
+    """Lazily built settings and services, so ``--help`` works without a database."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._services: Services | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = Settings.from_env()
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration: {exc}") from None
+        return self._settings
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = Services.build(self.settings)
+        return self._services
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.pass_context
+def main(click_ctx: click.Context, verbose: bool) -> None:
+    """Huddle Outreach: SMS and email outreach for local groups."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    click_ctx.ensure_object(Context)
+
+
+@main.command()
+@click.option("--port", type=int, envvar="PORT", default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--workers", "web_processes", type=int, default=2, show_default=True, help="Web processes."
+)
+@pass_ctx
+def run(ctx: Context, port: int, host: str, web_processes: int) -> None:
+    """Run everything on this machine: embedded Redis, migrations, web, one worker."""
+    sys.exit(runner.run_all(ctx.settings, host=host, port=port, web_processes=web_processes))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker(burst: bool) -> None:
+    """Run one RQ worker with the scheduler (SIGTERM finishes the current batch, then stops)."""
+    from workers.main import run_worker  # noqa: PLC0415 - rq is only needed here
+
+    run_worker(burst=burst)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    migrate.upgrade(ctx.services.engine, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str) -> None:
+    """Revert migrations down to REVISION ("base" for an empty database)."""
+    migrate.downgrade(ctx.services.engine, revision)
+    click.echo(f"database at {revision}")
+
+
+@main.group()
+def huddle() -> None:
+    """Huddles (local groups)."""
+
+
+@huddle.command("create")
+@click.option("--slug", required=True)
+@click.option("--name", required=True)
+@click.option("--keyword", "keywords", multiple=True, required=True, help="Join keyword (repeat).")
+@click.option("--sender", help="Sender number, any format (normalized to E.164).")
+@click.option("--messaging-service", help="Twilio messaging service SID (MG…).")
+@click.option("--timezone", default=None, help="IANA zone used when a member's is unknown.")
+@click.option("--single-opt-in", is_flag=True, help="Activate on the keyword (no YES needed).")
+@click.option("--postal-address", help="Postal address for email footers (CAN-SPAM).")
+@click.option("--email-from", help="From address for email campaigns.")
+@pass_ctx
+def huddle_create(
+    ctx: Context,
+    slug: str,
+    name: str,
+    keywords: tuple[str, ...],
+    sender: str | None,
+    messaging_service: str | None,
+    timezone: str | None,
+    single_opt_in: bool,
+    postal_address: str | None,
+    email_from: str | None,
+) -> None:
+    """Create a huddle."""
+    try:
+        with ctx.services.sessions.begin() as session:
+            created = create_huddle(
+                session,
+                slug=slug,
+                name=name,
+                keywords=list(keywords),
+                sender=sender,
+                messaging_service_sid=messaging_service,
+                timezone=timezone or ctx.settings.default_timezone,
+                default_region=ctx.settings.default_region,
+                opt_in_mode="single" if single_opt_in else "double",
+                postal_address=postal_address,
+                email_from_address=email_from,
+            )
+            click.echo(
+                f"created huddle {created.slug} (keywords: "
+                f"{', '.join(k.keyword for k in created.keywords)}; "
+                f"sender: {created.sender_number or created.messaging_service_sid or 'none'})"
+            )
+    except HuddleError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@huddle.command("list")
+@pass_ctx
+def huddle_list(ctx: Context) -> None:
+    """List huddles."""
+    with ctx.services.sessions() as session:
+        huddles = list_huddles(session)
+        if not huddles:
+            click.echo("no huddles yet")
+        for h in huddles:
+            keywords = ",".join(k.keyword for k in h.keywords)
+            click.echo(f"{h.slug}\t{h.name}\t{keywords}\t{h.sender_number or '-'}\t{h.timezone}")
+
+
+@main.group()
+def members() -> None:
+    """Members of a huddle."""
+
+
+@members.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--huddle", "huddle_slug", required=True)
+@click.option(
+    "--consent",
+    "consent_text",
+    default="",
+    help="Channels the organizer has consent for: sms, email or sms,email.",
+)
+@pass_ctx
+def members_import(ctx: Context, path: Path, huddle_slug: str, consent_text: str) -> None:
+    """Import members from a CSV.
+
+    Columns: phone, email, first_name, last_name, zip, tags; optional sms_consent and
+    email_consent (yes/no); any other column becomes a custom field.
+    """
+    try:
+        channels = parse_consent_option(consent_text)
+    except ImportFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--consent") from None
+    show_progress = sys.stderr.isatty()
+
+    def progress(rows: int) -> None:
+        if show_progress:
+            click.echo(f"\r{rows:,} rows…", nl=False, err=True)
+
+    try:
+        report = import_members(
+            ctx.services.sessions,
+            huddle_slug=huddle_slug,
+            source=path,
+            consent_channels=channels,
+            default_region=ctx.settings.default_region,
+            actor="cli",
+            progress=progress,
+        )
+    except (ImportFileError, HuddleError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path} is not UTF-8 text") from None
+    if show_progress:
+        click.echo("", err=True)
+    click.echo(
+        f"{report.rows} rows: {report.imported} imported ({report.created} new, "
+        f"{report.merged} merged into existing), {len(report.errors)} rejected"
+    )
+    click.echo(
+        f"subscribed: sms {report.subscribed['sms']}, email {report.subscribed['email']}; "
+        f"left opted out: {report.kept_opted_out}; suppressed: {report.suppressed}"
+    )
+    for error in report.errors:
+        click.echo(f"line {error.line}: {error.reason}", err=True)
+    if report.errors:
+        sys.exit(1 if report.imported == 0 else 2)
+
+
+@members.command("export")
+@click.option("--huddle", "huddle_slug", required=True)
+@click.option("--output", "-o", type=click.File("w"), default="-")
+@pass_ctx
+def members_export(ctx: Context, huddle_slug: str, output: TextIO) -> None:
+    """Export a huddle's members as CSV (to stdout by default)."""
+    with ctx.services.sessions() as session:
+        try:
+            target = get_huddle(session, huddle_slug)
+        except HuddleError as exc:
+            raise click.ClickException(str(exc)) from None
+        count = export_members(session, target, output)
+    click.echo(f"exported {count} members", err=True)
+
+
+@main.group()
+def consent() -> None:
+    """The consent ledger."""
+
+
+@consent.command("history")
+@click.argument("address")
+@pass_ctx
+def consent_history(ctx: Context, address: str) -> None:
+    """Print every consent change for a phone number or email address, oldest first."""
+    from sqlalchemy import select  # noqa: PLC0415
+
+    with ctx.services.sessions() as session:
+        if "@" in address:
+            member = session.scalars(select(Member).where(Member.email == address.lower())).first()
+        else:
+            try:
+                phone = normalize_phone(address, ctx.settings.default_region)
+            except InvalidPhoneNumber as exc:
+                raise click.ClickException(f"{address}: {exc.reason}") from None
+            member = session.scalars(select(Member).where(Member.phone == phone)).first()
+        if member is None:
+            raise click.ClickException(f"no member with {address}")
+        events = history(session, member)
+        if not events:
+            click.echo("no consent changes on record")
+        for e in events:
+            extra = " ".join(
+                part
+                for part in (
+                    f"huddle={e.huddle_id}" if e.huddle_id else "",
+                    f"sid={e.provider_message_id}" if e.provider_message_id else "",
+                    f"ip={e.ip}" if e.ip else "",
+                    f"detail={e.detail!r}" if e.detail else "",
+                )
+                if part
+            )
+            click.echo(
+                f"{e.created_at.isoformat(timespec='seconds')}  {e.channel:5} {e.action:16} "
+                f"{e.source:9} {extra}"
+            )
+
+
+@main.command("seed-demo")
+@click.option("--members", "count", default=300, show_default=True)
+@pass_ctx
+def seed_demo(ctx: Context, count: int) -> None:
+    """Create a demo huddle with a few hundred fake members."""
+    from outreach.demo import seed  # noqa: PLC0415
+
+    huddle_slug, created = seed(ctx.services.sessions, count=count)
+    click.echo(f"demo huddle {huddle_slug}: {created} members")

@@ -1,0 +1,31 @@
+"""The data model. Import models from here: ``from outreach.models import Member``."""
+
+from outreach.models.base import Base, UTCDateTime
+from outreach.models.campaigns import Campaign, Delivery, Segment
+from outreach.models.consent import ConsentEvent, Suppression
+from outreach.models.huddles import ApiToken, Huddle, JoinKeyword, Organizer, OrganizerHuddle
+from outreach.models.members import Member, MemberField, MemberTag, Subscription
+from outreach.models.messaging import EmailEvent, InboundMessage, OutboxMessage, StatusEvent
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Campaign",
+    "ConsentEvent",
+    "Delivery",
+    "EmailEvent",
+    "Huddle",
+    "InboundMessage",
+    "JoinKeyword",
+    "Member",
+    "MemberField",
+    "MemberTag",
+    "Organizer",
+    "OrganizerHuddle",
+    "OutboxMessage",
+    "Segment",
+    "StatusEvent",
+    "Subscription",
+    "Suppression",
+    "UTCDateTime",
+]

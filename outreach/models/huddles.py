@@ -1,0 +1,102 @@
+"""Huddles: the local groups, their join keywords and their senders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from outreach.clock import utcnow
+from outreach.models.base import Base, UTCDateTime
+
+OPT_IN_DOUBLE = "double"
+OPT_IN_SINGLE = "single"
+
+
+class Huddle(Base):
+    __tablename__ = "huddles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # SMS sender: a number in E.164, or a Twilio messaging service (MG…), or both.
+    sender_number: Mapped[str | None] = mapped_column(String(20), index=True)
+    messaging_service_sid: Mapped[str | None] = mapped_column(String(34))
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    country: Mapped[str] = mapped_column(String(2), default="US")
+    opt_in_mode: Mapped[str] = mapped_column(String(10), default=OPT_IN_DOUBLE)
+    profile_questions: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Organizer-written copy; None means the default copy in templates/messages/.
+    help_text: Mapped[str | None] = mapped_column(Text)
+    confirmation_text: Mapped[str | None] = mapped_column(Text)
+    welcome_text: Mapped[str | None] = mapped_column(Text)
+    message_frequency: Mapped[str] = mapped_column(String(100), default="up to 4 msgs/month")
+    support_contact: Mapped[str | None] = mapped_column(String(200))
+    email_from_address: Mapped[str | None] = mapped_column(String(254))
+    email_from_name: Mapped[str | None] = mapped_column(String(200))
+    postal_address: Mapped[str | None] = mapped_column(Text)
+    # Segments per second this sender may send; None means the default for its kind.
+    sms_rate: Mapped[float | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    keywords: Mapped[list[JoinKeyword]] = relationship(
+        back_populates="huddle", cascade="all, delete-orphan", order_by="JoinKeyword.keyword"
+    )
+
+    @property
+    def sender_key(self) -> str:
+        """What STOP is scoped to: the number members see (or the messaging service)."""
+        return self.sender_number or self.messaging_service_sid or f"huddle:{self.slug}"
+
+    def __repr__(self) -> str:
+        return f"<Huddle {self.slug}>"
+
+
+class JoinKeyword(Base):
+    """A word texted to join. Unique across the network so one shared number can serve all."""
+
+    __tablename__ = "join_keywords"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    huddle_id: Mapped[int] = mapped_column(ForeignKey("huddles.id", ondelete="CASCADE"), index=True)
+    keyword: Mapped[str] = mapped_column(String(40), unique=True)
+
+    huddle: Mapped[Huddle] = relationship(back_populates="keywords")
+
+
+class Organizer(Base):
+    """A person who runs one or more huddles. Access is granted per huddle (OrganizerHuddle)."""
+
+    __tablename__ = "organizers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OrganizerHuddle(Base):
+    __tablename__ = "organizer_huddles"
+
+    organizer_id: Mapped[int] = mapped_column(
+        ForeignKey("organizers.id", ondelete="CASCADE"), primary_key=True
+    )
+    huddle_id: Mapped[int] = mapped_column(
+        ForeignKey("huddles.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(20), default="organizer")
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organizer_id: Mapped[int] = mapped_column(ForeignKey("organizers.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    use_count: Mapped[int] = mapped_column(Integer, default=0)

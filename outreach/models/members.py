@@ -1,0 +1,96 @@
+"""Members (people), their per-huddle subscriptions, tags and custom fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from outreach.clock import utcnow
+from outreach.models.base import Base, UTCDateTime
+
+SMS = "sms"
+EMAIL = "email"
+CHANNELS = (SMS, EMAIL)
+
+PENDING = "pending"
+ACTIVE = "active"
+OPTED_OUT = "opted_out"
+SUBSCRIPTION_STATES = (PENDING, ACTIVE, OPTED_OUT)
+
+
+class Member(Base):
+    """A person. One row per E.164 phone and per normalized email (both unique when present)."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    zip: Mapped[str | None] = mapped_column(String(10), index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(back_populates="member")
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or "(no name)"
+
+
+class Subscription(Base):
+    """Member × huddle × channel. ``opted_out`` goes back to ``active`` only by the member."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("member_id", "huddle_id", "channel"),
+        # Segment and audience queries start from a huddle's active subscribers.
+        Index("ix_subscriptions_huddle_channel_state", "huddle_id", "channel", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    huddle_id: Mapped[int] = mapped_column(ForeignKey("huddles.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    state: Mapped[str] = mapped_column(String(12))
+    # Where a short SMS conversation stands (profile questions); None when there is none.
+    conversation_step: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    member: Mapped[Member] = relationship(back_populates="subscriptions")
+
+
+class MemberTag(Base):
+    """Tags belong to a huddle: one huddle's "donor" is none of another huddle's business."""
+
+    __tablename__ = "member_tags"
+    __table_args__ = (
+        UniqueConstraint("huddle_id", "member_id", "tag"),
+        Index("ix_member_tags_huddle_tag", "huddle_id", "tag", "member_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    huddle_id: Mapped[int] = mapped_column(ForeignKey("huddles.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(64))
+
+
+class MemberField(Base):
+    """Custom fields, per huddle (``field:language=es``)."""
+
+    __tablename__ = "member_fields"
+    __table_args__ = (
+        UniqueConstraint("huddle_id", "member_id", "name"),
+        Index("ix_member_fields_huddle_name_value", "huddle_id", "name", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    huddle_id: Mapped[int] = mapped_column(ForeignKey("huddles.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)

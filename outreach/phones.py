@@ -1,0 +1,114 @@
+"""Phone numbers: anything a person typed → E.164, or a reason why not.
+
+``phonenumbers.parse("12345", "US")`` succeeds, so validity is always checked before a number is
+stored. E.164 drops extensions. NANP numbers are never known to be mobile (see PROVIDERS-AND-RULES).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType, timezone
+
+MAX_INPUT_LENGTH = 64  # longer than any number written with punctuation and an extension
+_NON_GEOGRAPHIC_ZONE_LIMIT = 6  # toll-free numbers map to dozens of zones: ignore them
+
+
+class InvalidPhoneNumber(ValueError):
+    """The text is not a valid phone number; ``reason`` says why, for a person to read."""
+
+    def __init__(self, raw: str, reason: str) -> None:
+        super().__init__(f"{raw!r}: {reason}")
+        self.raw = raw
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PhoneNumber:
+    e164: str
+    region: str | None
+    number_type: int
+
+    @property
+    def can_text(self) -> bool:
+        """False for kinds that can never take an SMS (landline known as such, premium, pager)."""
+        return self.number_type not in (
+            PhoneNumberType.FIXED_LINE,
+            PhoneNumberType.PREMIUM_RATE,
+            PhoneNumberType.PAGER,
+            PhoneNumberType.SHARED_COST,
+        )
+
+
+def parse_phone(raw: str, default_region: str = "US") -> PhoneNumber:
+    """Parse ``raw`` (as typed by a person) into a valid number, or raise InvalidPhoneNumber."""
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidPhoneNumber(raw, "empty")
+    if len(text) > MAX_INPUT_LENGTH:
+        raise InvalidPhoneNumber(raw[:MAX_INPUT_LENGTH], "too long to be a phone number")
+    if not any(ch.isdigit() for ch in text):
+        raise InvalidPhoneNumber(raw, "has no digits")
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except NumberParseException as exc:
+        raise InvalidPhoneNumber(raw, _parse_error_reason(exc)) from None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        raise InvalidPhoneNumber(raw, "missing the area code (wrong number of digits)")
+    if possible != phonenumbers.ValidationResult.IS_POSSIBLE:
+        raise InvalidPhoneNumber(raw, "wrong number of digits")
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber(raw, "not a valid number in any numbering plan")
+    return PhoneNumber(
+        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        region=phonenumbers.region_code_for_number(number),
+        number_type=phonenumbers.number_type(number),
+    )
+
+
+def normalize_phone(raw: str, default_region: str = "US") -> str:
+    """E.164 for ``raw``, or InvalidPhoneNumber."""
+    return parse_phone(raw, default_region).e164
+
+
+def try_normalize_phone(raw: str | None, default_region: str = "US") -> str | None:
+    """E.164, or None for anything that is not a valid number (short codes, names, garbage)."""
+    if not raw:
+        return None
+    try:
+        return normalize_phone(raw, default_region)
+    except InvalidPhoneNumber:
+        return None
+
+
+def zones_for_number(e164: str) -> tuple[str, ...]:
+    """IANA zones for a number; empty when unknown or non-geographic (toll-free and the like)."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return ()
+    zones = tuple(z for z in timezone.time_zones_for_number(number) if z != "Etc/Unknown")
+    if len(zones) > _NON_GEOGRAPHIC_ZONE_LIMIT:
+        return ()
+    return zones
+
+
+def mask_phone(e164: str | None) -> str:
+    """For logs: ``+1617***67``. Operators can correlate; logs don't leak the list."""
+    if not e164:
+        return "-"
+    if len(e164) <= 6:
+        return "***"
+    return e164[:5] + "***" + e164[-2:]
+
+
+def _parse_error_reason(exc: NumberParseException) -> str:
+    return {
+        NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+        NumberParseException.NOT_A_NUMBER: "not a phone number",
+        NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+        NumberParseException.TOO_SHORT_NSN: "too short",
+        NumberParseException.TOO_LONG: "too long",
+    }.get(exc.error_type, "not a phone number")

@@ -1,0 +1,39 @@
+"""The long-lived things a process needs, built once from Settings: engine, sessions, Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.db import make_engine, make_session_factory
+from outreach.settings import Settings
+
+
+def embedded_redis_url(settings: Settings) -> str:
+    return f"unix://{settings.instance_path / 'redis.sock'}"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.database_url)
+        client = redis.Redis.from_url(
+            settings.redis_url or embedded_redis_url(settings),
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        return cls(settings, engine, make_session_factory(engine), client)
+
+    def close(self) -> None:
+        self.redis.close()
+        self.engine.dispose()

@@ -1,0 +1,124 @@
+"""The ``outreach`` commands as an organizer runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from cli.main import main
+from outreach.models import ConsentEvent, Member, Subscription
+from outreach.services import Services
+
+CSV = """phone,email,first_name,last_name,zip,tags
+(617) 555-0101,maria@example.org,Maria,Lopez,02128,volunteer
+617-555-0102,,Sam,Lee,02128,
+garbage,,Bad,Row,02128,
++1 617 555 0101,,Maria,,,donor
+"""
+
+
+def test_huddle_create_and_list(cli: CliRunner, services: Services) -> None:
+    result = cli.invoke(
+        main,
+        [
+            "huddle",
+            "create",
+            "--slug",
+            "logan",
+            "--name",
+            "Logan Huddle",
+            "--keyword",
+            "LOGAN",
+            "--keyword",
+            "eastie",
+            "--sender",
+            "(617) 555-0100",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "created huddle logan" in result.output
+    assert "+16175550100" in result.output
+    listed = cli.invoke(main, ["huddle", "list"])
+    assert listed.exit_code == 0
+    assert "logan\tLogan Huddle\tEASTIE,LOGAN\t+16175550100" in listed.output
+
+
+def test_huddle_create_reports_bad_input(cli: CliRunner, services: Services) -> None:
+    result = cli.invoke(
+        main, ["huddle", "create", "--slug", "x", "--name", "X", "--keyword", "STOP"]
+    )
+    assert result.exit_code == 1
+    assert "reserved" in result.output
+
+
+def test_import_reports_rows_and_errors_then_export(
+    cli: CliRunner, services: Services, tmp_path: Path
+) -> None:
+    cli.invoke(
+        main, ["huddle", "create", "--slug", "logan", "--name", "Logan", "--keyword", "LOGAN"]
+    )
+    path = tmp_path / "people.csv"
+    path.write_text(CSV)
+    result = cli.invoke(
+        main, ["members", "import", str(path), "--huddle", "logan", "--consent", "sms"]
+    )
+    assert result.exit_code == 2, result.output  # partial success: some rows rejected
+    assert "4 rows: 3 imported (2 new, 1 merged into existing), 1 rejected" in result.output
+    assert "line 4: phone 'garbage'" in result.output
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(Member.id))) == 2
+        assert session.scalar(select(func.count(Subscription.id))) == 2
+        details = set(session.scalars(select(ConsentEvent.detail)))
+        assert details == {"people.csv line 2", "people.csv line 3"}
+    exported = cli.invoke(main, ["members", "export", "--huddle", "logan"])
+    assert exported.exit_code == 0
+    assert (
+        "+16175550101,maria@example.org,Maria,Lopez,02128,donor;volunteer,active,"
+        in exported.output
+    )
+    history = cli.invoke(main, ["consent", "history", "617-555-0101"])
+    assert history.exit_code == 0
+    assert "opt_in" in history.output
+    assert "people.csv line 2" in history.output
+
+
+def test_import_errors_without_writing(cli: CliRunner, services: Services, tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(CSV)
+    missing = cli.invoke(main, ["members", "import", str(path), "--huddle", "nowhere"])
+    assert missing.exit_code == 1
+    assert "no huddle with slug 'nowhere'" in missing.output
+    bad_consent = cli.invoke(
+        main, ["members", "import", str(path), "--huddle", "x", "--consent", "fax"]
+    )
+    assert bad_consent.exit_code == 2
+    assert "sms and/or email" in bad_consent.output
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(Member.id))) == 0
+
+
+def test_seed_demo_gives_the_dashboard_something_to_show(
+    cli: CliRunner, services: Services
+) -> None:
+    result = cli.invoke(main, ["seed-demo", "--members", "50"])
+    assert result.exit_code == 0, result.output
+    assert "demo huddle demo: 50 members" in result.output
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(Member.id))) == 50
+        assert session.scalar(select(func.count(Subscription.id))) == 100
+
+
+def test_db_upgrade_is_idempotent(cli: CliRunner, services: Services) -> None:
+    result = cli.invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "database at head" in result.output
+
+
+def test_bad_configuration_is_a_clear_error(services: Services) -> None:
+    result = CliRunner(env={"SMS_BACKEND": "pigeon", "OUTREACH_ENV": "test"}).invoke(
+        main, ["huddle", "list"]
+    )
+    assert result.exit_code == 1
+    assert "configuration: SMS_BACKEND must be sandbox or twilio" in result.output

@@ -1,0 +1,95 @@
+"""The schema as migrated (not create_all): constraints the invariants lean on."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, inspect, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from outreach import consent
+from outreach.huddles import HuddleError, create_huddle
+from outreach.models import Base, ConsentEvent, Member
+from outreach.models import members as m
+from outreach.services import Services
+
+
+def test_migrations_produce_every_model_table(services: Services) -> None:
+    tables = set(inspect(services.engine).get_table_names())
+    assert set(Base.metadata.tables) <= tables
+    assert "alembic_version" in tables
+
+
+def test_one_member_per_phone_and_per_email(services: Services) -> None:
+    with services.sessions.begin() as session:
+        session.add(Member(phone="+16175550100", email="a@example.org"))
+    with pytest.raises(IntegrityError), services.sessions.begin() as session:
+        session.add(Member(phone="+16175550100"))
+    with pytest.raises(IntegrityError), services.sessions.begin() as session:
+        session.add(Member(email="a@example.org"))
+
+
+def test_consent_ledger_refuses_update_and_delete(services: Services) -> None:
+    with services.sessions.begin() as session:
+        huddle = create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"])
+        member = Member(phone="+16175550100")
+        session.add(member)
+        session.flush()
+        consent.set_subscription_state(
+            session,
+            member=member,
+            huddle=huddle,
+            channel=m.SMS,
+            state=m.ACTIVE,
+            provenance=consent.Provenance(source="import", detail="t.csv line 2"),
+        )
+    with pytest.raises(DBAPIError, match="append-only"), services.sessions.begin() as session:
+        session.execute(update(ConsentEvent).values(action="opt_out"))
+    with pytest.raises(DBAPIError, match="append-only"), services.sessions.begin() as session:
+        session.execute(delete(ConsentEvent))
+    with services.sessions() as session:
+        assert session.scalars(select(ConsentEvent.action)).all() == ["opt_in"]
+
+
+def test_subscription_changes_write_one_ledger_row_each(services: Services) -> None:
+    provenance = consent.Provenance(source="keyword", detail="LOGAN", provider_message_id="SM1")
+    with services.sessions.begin() as session:
+        huddle = create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"])
+        member = Member(phone="+16175550100")
+        session.add(member)
+        session.flush()
+        for state in (m.PENDING, m.PENDING, m.ACTIVE, m.OPTED_OUT):
+            consent.set_subscription_state(
+                session,
+                member=member,
+                huddle=huddle,
+                channel=m.SMS,
+                state=state,
+                provenance=provenance,
+            )
+        events = consent.history(session, member)
+        assert [e.action for e in events] == ["opt_in_requested", "opt_in", "opt_out"]
+        assert all(e.address == "+16175550100" and e.provider_message_id == "SM1" for e in events)
+
+
+def test_huddle_validation(services: Services) -> None:
+    with services.sessions.begin() as session:
+        create_huddle(
+            session,
+            slug="logan",
+            name="Logan",
+            keywords=["logan", "East Boston"],
+            sender="(617) 555-0100",
+        )
+    cases = [
+        ({"slug": "Logan Square!"}, "slug"),
+        ({"slug": "logan"}, "already exists"),
+        ({"keywords": ["STOP"]}, "reserved"),
+        ({"keywords": ["LOGAN"]}, "already used"),
+        ({"keywords": []}, "at least one"),
+        ({"sender": "12345"}, "sender"),
+        ({"timezone": "Mars/Base"}, "time zone"),
+    ]
+    for overrides, message in cases:
+        args = {"slug": "other", "name": "Other", "keywords": ["OTHER"], **overrides}
+        with pytest.raises(HuddleError, match=message), services.sessions.begin() as session:
+            create_huddle(session, **args)  # type: ignore[arg-type]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+
+from outreach.services import Services
+from web import create_app
+
+
+def test_healthz_reports_database_and_redis(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_healthz_says_which_part_is_down(services: Services) -> None:
+    import redis
+
+    broken = Services(
+        services.settings,
+        services.engine,
+        services.sessions,
+        redis.Redis(unix_socket_path="/nonexistent/redis.sock"),
+    )
+    response = create_app(services.settings, broken).test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["checks"]["database"] == "ok"
+    assert response.json["checks"]["redis"].startswith("error")
+
+
+def test_dashboard_home_lists_huddles(client: FlaskClient, services: Services) -> None:
+    from outreach.huddles import create_huddle
+
+    assert "No huddles yet" in client.get("/").get_data(as_text=True)
+    with services.sessions.begin() as session:
+        create_huddle(session, slug="logan", name="Logan Huddle", keywords=["LOGAN"])
+    assert "Logan Huddle" in client.get("/").get_data(as_text=True)

@@ -1,0 +1,45 @@
+"""The application factory: ``gunicorn 'web:create_app()'``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from outreach.services import Services
+from outreach.settings import PROJECT_ROOT, Settings
+
+MAX_REQUEST_BYTES = 2 * 1024 * 1024  # webhooks are small; CSV uploads are streamed in chunks
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or (services.settings if services else Settings.from_env())
+    services = services or Services.build(settings)
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=None,
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+    )
+    app.extensions["outreach"] = services
+    # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    from web import health, pages  # noqa: PLC0415 - blueprints import the app's helpers
+    from webhooks import register as register_webhooks  # noqa: PLC0415
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
+    register_webhooks(app)
+    if not app.logger.handlers or settings.environment != "test":
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    return app
