@@ -1,0 +1,713 @@
+"""Classify an inbound SMS body: opt-out, help, join a huddle, confirm, or a reply for the inbox.
+
+Why this matters: consent may be revoked "by any reasonable means" and we honor it in the same
+request (FCC 47 CFR 64.1200(a)(10)-(12); see PROVIDERS-AND-RULES.md, "Keywords"). Missing a
+"please stop texting me" is a compliance failure; missing a "yes" is an inconvenience. So the
+opt-out check runs first, nothing can outrank it, and anything that merely *looks* like an
+opt-out is flagged for a human (MAYBE_OPT_OUT) instead of being filed as chatter.
+
+How a body is read, in plain words:
+
+1. ``normalize`` folds it: compatibility forms (NFKC), lower case (casefold), no accents
+   ("Sí" == "si"), no invisible characters, whitespace collapsed, punctuation/emoji trimmed from
+   both ends. Only the first MAX_CLASSIFIED_CHARS characters are looked at.
+2. The text is cut into words (apostrophes dropped: "don't" -> "dont"; "opt-out" -> "opt out").
+3. A *command* is a short run of words made only of phrases from one family below plus
+   FILLER_WORDS ("please", "now", "thanks" ...), with at least one phrase. Phrases may repeat
+   ("STOP STOP"). An opt-out may also start with one of OPT_OUT_LEAD_INS ("I want to", "can you").
+4. The opt-out phrases are written as patterns: ``{name}`` means "any entry of OPT_OUT_SLOTS[name]",
+   ``{name?}`` means the same but may be left out. "{stop} {texting} {me?}" therefore covers
+   "stop texting me", "quit messaging us", "stop texting" and so on.
+5. A certain opt-out is the whole body, or one sentence/clause of it (split on . , ! ; : and line
+   breaks) that is not a question: "Who is this? Stop texting me." is an opt-out.
+6. Not certain, but containing one of OPT_OUT_WORDS / MAYBE_OPT_OUT_PHRASES as whole words, or a
+   single word one typo away from TYPO_CHECKED_OPT_OUT_WORDS ("unsubcribe"): MAYBE_OPT_OUT.
+7. Huddle keywords match the whole body, optionally after JOIN_PREFIXES; keywords of
+   FUZZY_KEYWORD_MIN_LENGTH+ letters forgive one typo. Reserved words are never keywords.
+
+Pure: no I/O, no dependencies beyond the standard library, never raises on any ``str``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+# --------------------------------------------------------------------------------------------
+# Phrase data. Write words the way people type them; accents, case and apostrophes are folded
+# away when the module loads, exactly as they are for incoming texts.
+# --------------------------------------------------------------------------------------------
+
+#: Only this many characters of a body are classified. Twilio's own body limit is 1,600; an
+#: opt-out command is a few words, and anything longer is a reply for the inbox.
+MAX_CLASSIFIED_CHARS: Final = 1600
+
+#: A command (opt-out, help, yes, keyword ...) is never longer than this many words.
+MAX_COMMAND_WORDS: Final = 24
+
+#: Words that do not change the meaning of a short command, wherever they stand in it:
+#: "please stop", "stop now thanks", "ok stop", "don't text me ever again", "yes please".
+FILLER_WORDS: Final = (
+    "please", "pls", "plz", "plez", "kindly", "just", "ok", "okay", "k",
+    "now", "right now", "immediately", "asap", "already", "seriously",
+    "thanks", "thank you", "thank u", "thankyou", "thx", "ty",
+    "anymore", "any more", "again", "ever", "ever again", "forever", "for good",
+    "hi", "hello", "hey", "sorry",
+    "por favor", "porfa", "porfavor", "gracias",
+)  # fmt: skip
+
+#: Ways an opt-out may begin: "I want to unsubscribe", "can you stop texting me", "quiero darme
+#: de baja". Only at the start of the command.
+OPT_OUT_LEAD_INS: Final = (
+    "i", "i said", "i said to", "i want to", "i wanna", "i would like to", "i'd like to",
+    "i wish to", "i need to", "i want you to", "i need you to", "i asked you to",
+    "can you", "could you", "can u", "would you", "will you",
+    "quiero", "me quiero", "quiero que",
+)  # fmt: skip
+
+#: The building blocks of OPT_OUT_PATTERNS.
+OPT_OUT_SLOTS: Final[Mapping[str, tuple[str, ...]]] = {
+    # verbs that end something
+    "stop": ("stop", "quit", "cease", "end", "halt"),
+    # ways of contacting someone, as "-ing" words: "stop texting me", "stop sending me texts"
+    "texting": (
+        "texting", "txting", "messaging", "msging", "emailing", "contacting", "calling",
+        "spamming", "bothering", "bugging", "sending",
+    ),
+    # the same, plain: "don't text me", "don't send me texts"
+    "text": (
+        "text", "txt", "message", "msg", "email", "contact", "call", "spam", "bother", "bug",
+        "send",
+    ),
+    # who receives them
+    "me": ("me", "us", "my number", "this number", "my phone", "my cell"),
+    # which ones
+    "the": (
+        "the", "these", "those", "this", "your", "ur", "all", "all the", "all these", "all your",
+        "any", "any more", "any of these", "all of these", "all of the", "all of your",
+    ),
+    # what is sent
+    "texts": (
+        "texts", "text", "text messages", "messages", "message", "msgs", "txts", "sms",
+        "emails", "notifications", "alerts", "spam", "updates", "reminders",
+    ),
+    # what one is removed from
+    "list": (
+        "list", "mailing list", "text list", "texting list", "contact list", "sms list", "group",
+        "program", "texts", "messages", "system", "database",
+    ),
+    "from": ("from", "off", "off of", "out of", "of"),
+    "don't": ("don't", "do not", "never"),
+    # Spanish
+    "envíen": ("envíen", "envien", "manden", "escriban", "envíes", "mandes", "escribas", "textees"),
+    "mensajes": ("mensajes", "mensaje", "textos", "sms", "msjs", "msj"),
+    "deja": ("para", "paren", "pare", "deja", "dejen", "deje"),
+    "enviarme": ("enviarme", "mandarme", "escribirme", "textearme", "enviar", "mandar", "escribir"),
+}  # fmt: skip
+
+#: Certain revocations of consent on this sender.
+OPT_OUT_PATTERNS: Final = (
+    # The revocation words per se (Twilio's defaults and the FCC's list), plus "remove" and
+    # "unsub", which nobody sends alone for any other reason.
+    "stop", "unsubscribe", "unsub", "cancel", "end", "quit", "revoke", "optout", "opt out",
+    "remove",
+    # "stop texting me", "quit messaging us", "stop sending me texts", "stop the texts", "stop it"
+    "{stop} {texting} {me?}",
+    "{stop} {texting} {me?} {the?} {texts}",
+    "{stop} {the?} {texts}",
+    "{stop} it", "{stop} this", "{stop} that",
+    # "unsubscribe me", "unsubscribe me from this list", "opt me out", "opt out of these texts"
+    "unsubscribe {me}",
+    "unsubscribe {me?} {from} {the?} {list}",
+    "opt {me} out",
+    "opt {me?} out {from} {the?} {list}",
+    "optout {from} {the?} {list}",
+    # "remove me", "remove me from your list", "take me off this list", "I want to be removed"
+    "remove {me}", "delete {me}",
+    "remove {me} {from} {the?} {list}", "delete {me} {from} {the?} {list}",
+    "take {me} off", "take {me} {from} {the?} {list}",
+    "be removed", "be removed {from} {the?} {list}", "be taken off {the?} {list}",
+    "be unsubscribed",
+    # "cancel the texts", "cancel my subscription", "revoke my consent"
+    "cancel {the?} {texts}", "cancel {me}", "cancel my subscription", "cancel subscription",
+    "revoke consent", "revoke my consent", "withdraw consent", "withdraw my consent",
+    # "don't text me", "do not text me", "don't send me any more texts", "I don't want these texts"
+    "{don't} {text} {me}",
+    "{don't} {text} {me?} {the?} {texts}",
+    "{don't} want {the?} {texts}",
+    # "no more texts", "no more texting"
+    "no more {texts}", "no more {texting}", "no texts", "no text messages", "no sms", "no spam",
+    "leave {me} alone",
+    # Spanish: "para", "alto", "cancelar", "baja", "darme de baja", "no me envíen más mensajes"
+    "para", "alto", "cancelar", "baja",
+    "darme de baja", "dame de baja", "denme de baja", "dar de baja", "me doy de baja",
+    "no me {envíen} {mensajes?}", "no me {envíen} más {mensajes?}",
+    "no más {mensajes}", "ya no más {mensajes}",
+    "no quiero {mensajes}", "no quiero más {mensajes}", "ya no quiero {mensajes}",
+    "{deja} de {enviarme} {mensajes?}",
+    "cancelar mi suscripción", "cancelar suscripción",
+)  # fmt: skip
+
+#: Revocations that cover every sender (Twilio's STOPALL).
+OPT_OUT_ALL_PATTERNS: Final = ("stopall", "stop all")
+
+#: Words that suggest an opt-out wherever they appear ("did they cancel the meeting?"): a body
+#: containing one, as a whole word, that is not a certain opt-out goes to a human.
+OPT_OUT_WORDS: Final = (
+    "stop", "stopall", "unsubscribe", "unsubscribed", "unsub", "cancel", "end", "quit", "revoke",
+    "optout", "opt out", "remove", "para", "alto", "baja", "cancelar",
+)  # fmt: skip
+
+#: Phrases without an opt-out word that still deserve a human look.
+MAYBE_OPT_OUT_PHRASES: Final = (
+    "wrong number", "not interested", "take me off", "leave me alone",
+    "don't text", "do not text", "don't message", "do not message", "don't contact",
+    "do not contact", "no more texts", "no more messages", "de baja",
+)  # fmt: skip
+
+#: A body that is a single word one typo away from one of these ("unsubcribe", "stpo") is
+#: flagged for a human, and is never read as a typo of a huddle keyword.
+TYPO_CHECKED_OPT_OUT_WORDS: Final = (
+    "stop", "stopall", "unsubscribe", "cancel", "cancelar", "revoke", "optout",
+)  # fmt: skip
+
+HELP_PHRASES: Final = (
+    "help", "help me", "info", "information", "more info", "ayuda", "información",
+)  # fmt: skip
+
+#: The caller decides by context whether YES confirms a pending join or is a START.
+CONFIRM_PHRASES: Final = ("yes", "y", "yep", "yup", "yeah", "yea", "yes i do", "sí", "si")
+
+#: Kept deliberately short: a re-subscription must be unmistakable.
+OPT_IN_PHRASES: Final = ("start", "unstop")
+
+SKIP_PHRASES: Final = ("skip", "skip it", "skip this", "skip that", "skip question")
+
+#: Words that may precede a huddle keyword: "JOIN LOGAN", "sign me up for boston".
+JOIN_PREFIXES: Final = (
+    "join", "join in", "sign up", "sign up for", "sign me up", "sign me up for",
+    "unirme", "unirme a", "quiero unirme a",
+)  # fmt: skip
+
+#: Huddle keywords of at least this many letters tolerate one typo.
+FUZZY_KEYWORD_MIN_LENGTH: Final = 5
+
+
+class Intent(enum.StrEnum):
+    """What the sender wants; the webhook maps each to an action."""
+
+    OPT_OUT = "opt_out"
+    OPT_OUT_ALL = "opt_out_all"
+    MAYBE_OPT_OUT = "maybe_opt_out"
+    OPT_IN = "opt_in"
+    CONFIRM = "confirm"
+    HELP = "help"
+    SKIP = "skip"
+    JOIN = "join"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The verdict plus what it was based on, so a human reviewing the inbox can see why."""
+
+    intent: Intent
+    keyword: str | None = None
+    normalized: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Normalization
+# --------------------------------------------------------------------------------------------
+
+# NFKC leaves typographic apostrophes alone; fold them before "don't" loses its apostrophe.
+_APOSTROPHES: Final = str.maketrans(dict.fromkeys("\u2019\u2018\u02bc\u00b4`\u2032\uff07", "'"))
+# Control characters other than whitespace: never meaningful, and NUL breaks databases.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# Combining marks (accents, emoji variation selectors), invisible format characters
+# (zero-width space, bidi marks, BOM, soft hyphen) and lone surrogates.
+_DROPPED: Final = frozenset({"Mn", "Me", "Cf", "Cs"})
+# Clause boundaries for "Who is this? Stop texting me." ("?" marks a question, not a command).
+_QUESTION_MARKS: Final = frozenset("?\u061f")
+_CLAUSE_MARKS: Final = frozenset(".,!;:\n\r\u2028\u2029\u3002") | _QUESTION_MARKS
+_WORD: Final = re.compile(r"[^\W_]+")  # the same words as _word_char, for non-ASCII text
+
+
+class _LazyTable(dict[int, str]):
+    """A ``str.translate`` table filled in one code point at a time.
+
+    On ASCII text ``translate`` runs in C several times faster than a regex ``findall``; the
+    cache is bounded so that bodies full of rare characters cannot grow it forever.
+    """
+
+    def __init__(self, rule: Callable[[str], str]) -> None:
+        super().__init__()
+        self._rule = rule
+
+    def __missing__(self, code: int) -> str:
+        value = self._rule(chr(code))
+        if len(self) >= 50_000:
+            self.clear()
+        self[code] = value
+        return value
+
+
+def _strip_accents(char: str) -> str:
+    """Drop combining marks, invisible format characters and lone surrogates from a character.
+
+    Done per character, so a Hangul syllable (nothing of it dropped) stays whole.
+    """
+    decomposed = unicodedata.normalize("NFD", char)
+    kept = "".join(part for part in decomposed if unicodedata.category(part) not in _DROPPED)
+    return char if kept == decomposed else unicodedata.normalize("NFC", kept)
+
+
+def _word_char(char: str) -> str:
+    """Letters and digits stay, apostrophes vanish ("don't" -> "dont"), the rest separates."""
+    if char == "'":
+        return ""
+    return char if char.isalnum() else " "
+
+
+def _clause_char(char: str) -> str:
+    """Like ``_word_char``, but clause boundaries become tokens of their own."""
+    if char in _QUESTION_MARKS:
+        return " ? "
+    if char in _CLAUSE_MARKS:
+        return " . "
+    return _word_char(char)
+
+
+_ACCENTS_TABLE: Final = _LazyTable(_strip_accents)
+_WORDS_TABLE: Final = _LazyTable(_word_char)
+_CLAUSES_TABLE: Final = _LazyTable(_clause_char)
+_NFKC_CHUNK: Final = 200
+
+
+def _fold(body: str) -> str:
+    """Case-, accent- and width-fold the start of ``body``; line breaks stay (clause ends)."""
+    text = _CONTROL.sub(" ", body[:MAX_CLASSIFIED_CHARS].translate(_APOSTROPHES))
+    if not text.isascii():
+        # NFKC can expand a character 18-fold (U+FDFA) and is slow on such text: normalize in
+        # chunks and stop once there is enough. A mark split from its letter at a chunk edge is
+        # dropped below anyway.
+        chunks: list[str] = []
+        size = 0
+        for start in range(0, len(text), _NFKC_CHUNK):
+            chunk = unicodedata.normalize("NFKC", text[start : start + _NFKC_CHUNK])
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_CLASSIFIED_CHARS:
+                break
+        text = "".join(chunks)
+    text = text.casefold()[:MAX_CLASSIFIED_CHARS]
+    return text if text.isascii() else text.translate(_ACCENTS_TABLE)
+
+
+def _trim(text: str) -> str:
+    """Drop everything that is not a letter or digit from both ends (punctuation, emoji, quotes)."""
+    start, end = 0, len(text)
+    while start < end and not text[start].isalnum():
+        start += 1
+    while end > start and not text[end - 1].isalnum():
+        end -= 1
+    return text[start:end]
+
+
+def normalize(body: str) -> str:
+    """Fold ``body`` into the form every rule matches against, so "¡PARÁ! 🙏" reads as "para"."""
+    return _trim(" ".join(_fold(body).split()))
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """Cut folded text into words; apostrophes vanish so "don't" and "dont" are the same word."""
+    if text.isascii():  # str.translate has a fast path for ASCII
+        return tuple(text.translate(_WORDS_TABLE).split())
+    return tuple(_WORD.findall(text.replace("'", "")))
+
+
+# --------------------------------------------------------------------------------------------
+# Phrase grammars, compiled once from the data above
+# --------------------------------------------------------------------------------------------
+
+_Phrase = tuple[str, ...]
+_SLOT: Final = re.compile(r"\{([^{}?]+)(\??)\}")
+
+
+@dataclass(frozen=True)
+class _Element:
+    """One position of a pattern: its alternatives as word tuples (``()`` if it may be left out)."""
+
+    choices: frozenset[_Phrase]
+    sizes: tuple[int, ...]
+
+
+_Pattern = tuple[_Element, ...]
+
+
+def _compile(pattern: str, slots: Mapping[str, tuple[str, ...]]) -> _Pattern:
+    elements = []
+    for part in pattern.split():
+        slot = _SLOT.fullmatch(part)
+        texts = (part,) if slot is None else slots[slot.group(1)]
+        choices = {_words(normalize(text)) for text in texts}
+        if slot is not None and slot.group(2):
+            choices.add(())
+        elements.append(_Element(frozenset(choices), tuple(sorted({len(c) for c in choices}))))
+    return tuple(elements)
+
+
+def _first_words(pattern: _Pattern) -> set[str]:
+    """Words a pattern can begin with, looking past elements that may be left out."""
+    firsts: set[str] = set()
+    for element in pattern:
+        firsts |= {choice[0] for choice in element.choices if choice}
+        if () not in element.choices:
+            return firsts
+    raise ValueError(f"a phrase pattern must not be entirely optional: {pattern}")
+
+
+class _Grammar:
+    """A family of phrase patterns, matched word by word without spelling out every sentence.
+
+    (Spelled out, OPT_OUT_PATTERNS is well over 100,000 sentences; matched in place it costs a
+    few set look-ups per word.)
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        compiled = [_compile(pattern, OPT_OUT_SLOTS) for pattern in patterns]
+        index: dict[str, list[_Pattern]] = {}
+        for pattern in compiled:
+            for word in _first_words(pattern):
+                index.setdefault(word, []).append(pattern)
+        self._index = {word: tuple(patterns) for word, patterns in index.items()}
+        self.first_words = frozenset(self._index)
+        self.vocabulary = frozenset(
+            word
+            for pattern in compiled
+            for element in pattern
+            for choice in element.choices
+            for word in choice
+        )
+
+    def ends(self, words: _Phrase, start: int) -> set[int]:
+        """Every position where a phrase of this family starting at ``start`` can end."""
+        found: set[int] = set()
+        for pattern in self._index.get(words[start], ()):
+            positions = {start}
+            for element in pattern:
+                positions = {
+                    position + size
+                    for position in positions
+                    for size in element.sizes
+                    if position + size <= len(words)
+                    and words[position : position + size] in element.choices
+                }
+                if not positions:
+                    break
+            found |= positions
+        found.discard(start)
+        return found
+
+    def occurs_in(self, words: _Phrase) -> bool:
+        """True if a phrase of this family appears anywhere in ``words``."""
+        return any(
+            word in self.first_words and self.ends(words, start) for start, word in enumerate(words)
+        )
+
+
+_FILLERS: Final = _Grammar(FILLER_WORDS)
+_LEAD_INS: Final = _Grammar(OPT_OUT_LEAD_INS)
+_OPT_OUT: Final = _Grammar(OPT_OUT_PATTERNS)
+_OPT_OUT_ALL: Final = _Grammar(OPT_OUT_ALL_PATTERNS)
+_MAYBE: Final = _Grammar(OPT_OUT_WORDS + MAYBE_OPT_OUT_PHRASES)
+_HELP: Final = _Grammar(HELP_PHRASES)
+_CONFIRM: Final = _Grammar(CONFIRM_PHRASES)
+_OPT_IN: Final = _Grammar(OPT_IN_PHRASES)
+_SKIP: Final = _Grammar(SKIP_PHRASES)
+_JOIN_PREFIXES: Final = sorted(
+    {_words(normalize(prefix)) for prefix in JOIN_PREFIXES}, key=len, reverse=True
+)
+_MAX_FILLER_WORDS: Final = max(len(_words(normalize(filler))) for filler in FILLER_WORDS)
+_TYPO_CHECKED: Final = tuple(normalize(word) for word in TYPO_CHECKED_OPT_OUT_WORDS)
+
+# Everything without slots that the classifier gives a meaning to, glued together ("optout",
+# "helpme"): a huddle keyword spelled like one of these would be shadowed, so it never matches.
+_RESERVED_COMPACT: Final = frozenset(
+    "".join(_words(normalize(text)))
+    for texts in (
+        FILLER_WORDS, OPT_OUT_LEAD_INS, OPT_OUT_ALL_PATTERNS, OPT_OUT_WORDS, MAYBE_OPT_OUT_PHRASES,
+        HELP_PHRASES, CONFIRM_PHRASES, OPT_IN_PHRASES, SKIP_PHRASES, JOIN_PREFIXES,
+        tuple(pattern for pattern in OPT_OUT_PATTERNS if "{" not in pattern),
+        tuple(TYPO_CHECKED_OPT_OUT_WORDS),
+    )
+    for text in texts
+)  # fmt: skip
+
+# Parse results, ordered so that a parse using a STOPALL phrase outranks one that does not.
+_NO_PARSE, _ONLY_FILLERS, _PHRASE, _ALL_SENDERS = -1, 0, 1, 2
+
+
+@dataclass(frozen=True)
+class _Family:
+    """The grammars one kind of command is read with, each with the rank its phrases give."""
+
+    grammars: tuple[tuple[_Grammar, int], ...]
+    leads: bool = False  # may start with OPT_OUT_LEAD_INS
+
+    @functools.cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Every word a command of this family can contain."""
+        words = _FILLERS.vocabulary | (_LEAD_INS.vocabulary if self.leads else frozenset())
+        return words.union(*(grammar.vocabulary for grammar, _ in self.grammars))
+
+    @functools.cached_property
+    def anchors(self) -> frozenset[str]:
+        """Words a command of this family must contain (its phrases start with them)."""
+        return frozenset().union(*(grammar.first_words for grammar, _ in self.grammars))
+
+    def could_match(self, words: _Phrase) -> bool:
+        """Two set tests that reject almost all ordinary chatter before any parsing."""
+        return (
+            0 < len(words) <= MAX_COMMAND_WORDS
+            and not self.anchors.isdisjoint(words)
+            and self.vocabulary.issuperset(words)
+        )
+
+
+def _parse(words: _Phrase, family: _Family) -> int:
+    """Read ``words`` as filler* [lead-in] (phrase | filler)+ with at least one phrase.
+
+    Returns _NO_PARSE, _PHRASE, or _ALL_SENDERS if a STOPALL phrase was used. Dynamic
+    programming over word positions, once ``could_match`` has let the words through.
+    """
+    if not family.could_match(words):
+        return _NO_PARSE
+    count = len(words)
+    best = [_NO_PARSE] * (count + 1)
+    best[0] = _ONLY_FILLERS
+    for start in range(count):
+        here = best[start]
+        if here == _NO_PARSE:
+            continue
+        for end in _FILLERS.ends(words, start):
+            best[end] = max(best[end], here)
+        if family.leads and here == _ONLY_FILLERS:  # a lead-in comes before the first phrase
+            for end in _LEAD_INS.ends(words, start):
+                best[end] = max(best[end], here)
+        for grammar, rank in family.grammars:
+            for end in grammar.ends(words, start):
+                best[end] = max(best[end], here, rank)
+    return best[count] if best[count] != _ONLY_FILLERS else _NO_PARSE
+
+
+_OPT_OUT_FAMILY: Final = _Family(((_OPT_OUT, _PHRASE), (_OPT_OUT_ALL, _ALL_SENDERS)), leads=True)
+_HELP_FAMILY: Final = _Family(((_HELP, _PHRASE),))
+_COMMANDS: Final = (
+    (_HELP_FAMILY, Intent.HELP),
+    (_Family(((_CONFIRM, _PHRASE),)), Intent.CONFIRM),
+    (_Family(((_OPT_IN, _PHRASE),)), Intent.OPT_IN),
+    (_Family(((_SKIP, _PHRASE),)), Intent.SKIP),
+)
+
+
+def _opt_out_rank(words: _Phrase) -> int:
+    return _parse(words, _OPT_OUT_FAMILY)
+
+
+#: At most this many distinct clauses of one body are parsed. Only a wall of text built to be
+#: slow gets this far; its opt-out words still make it MAYBE_OPT_OUT for a human.
+MAX_CLAUSES_PARSED: Final = 16
+
+
+def _clauses(folded: str) -> list[_Phrase]:
+    """The words of each clause that is not a question ("Stop? No way" yields only "no way")."""
+    clauses: list[_Phrase] = []
+    current: list[str] = []
+    for word in folded.translate(_CLAUSES_TABLE).split():
+        if word not in (".", "?"):
+            current.append(word)
+            continue
+        if current and word == ".":
+            clauses.append(tuple(current))
+        current = []
+    if current:
+        clauses.append(tuple(current))
+    return clauses
+
+
+def _certain_opt_out(folded: str, words: _Phrase) -> Intent | None:
+    """OPT_OUT/OPT_OUT_ALL if the whole body, or one clause of it that is not a question, is one."""
+    if _OPT_OUT_FAMILY.anchors.isdisjoint(words):
+        return None
+    best = _opt_out_rank(words)
+    parsed: set[_Phrase] = {words}
+    for clause in _clauses(folded) if best < _ALL_SENDERS else ():
+        if clause in parsed or not _OPT_OUT_FAMILY.could_match(clause):
+            continue
+        parsed.add(clause)
+        best = max(best, _opt_out_rank(clause))
+        if best == _ALL_SENDERS or len(parsed) > MAX_CLAUSES_PARSED:
+            break
+    if best == _ALL_SENDERS:
+        return Intent.OPT_OUT_ALL
+    if best == _PHRASE:
+        return Intent.OPT_OUT
+    return None
+
+
+def _within_one_edit(first: str, second: str) -> bool:
+    """Damerau-Levenshtein (adjacent transposition) distance <= 1, in linear time."""
+    if first == second:
+        return True
+    if abs(len(first) - len(second)) > 1:
+        return False
+    shorter = min(len(first), len(second))
+    index = 0
+    while index < shorter and first[index] == second[index]:
+        index += 1
+    if len(first) == len(second):
+        if first[index + 1 :] == second[index + 1 :]:
+            return True  # one substitution
+        return (
+            first[index : index + 2] == second[index : index + 2][::-1]
+            and first[index + 2 :] == second[index + 2 :]
+        )
+    if len(first) > len(second):
+        return first[index + 1 :] == second[index:]
+    return first[index:] == second[index + 1 :]
+
+
+def _looks_like_opt_out_typo(compact: str) -> bool:
+    return any(_within_one_edit(compact, word) for word in _TYPO_CHECKED)
+
+
+def _maybe_opt_out(words: _Phrase) -> bool:
+    """True if an opt-out word or phrase appears anywhere, or the body is a typo of one."""
+    if _MAYBE.occurs_in(words):
+        return True
+    return len(words) == 1 and _looks_like_opt_out_typo(words[0])
+
+
+def _command(words: _Phrase) -> Intent | None:
+    """The reserved meaning of a whole body other than opt-out (help, yes, start, skip)."""
+    for family, intent in _COMMANDS:
+        if _parse(words, family) != _NO_PARSE:
+            return intent
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Huddle keywords
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16384)
+def _keyword_key(keyword: str) -> str | None:
+    """A keyword as compared ("New-York" -> "newyork"), or None if it is empty or reserved."""
+    words = _words(normalize(keyword))
+    compact = "".join(words)
+    if (
+        not compact
+        or compact in _RESERVED_COMPACT
+        or _opt_out_rank(words) != _NO_PARSE
+        or _command(words) is not None
+    ):
+        return None
+    return compact
+
+
+def is_reserved_keyword(keyword: str) -> bool:
+    """True if a huddle keyword would collide with STOP, HELP, YES...: use it to reject one."""
+    return _keyword_key(keyword) is None
+
+
+def _strip_fillers(words: _Phrase) -> _Phrase:
+    """Drop filler words from both ends ("hi, logan please" -> "logan")."""
+    start, end = 0, len(words)
+    changed = True
+    while changed and start < end:
+        changed = False
+        for size in range(min(_MAX_FILLER_WORDS, end - start), 0, -1):
+            if start + size in _FILLERS.ends(words, start):
+                start, changed = start + size, True
+                break
+            if end in _FILLERS.ends(words, end - size):
+                end, changed = end - size, True
+                break
+    return words[start:end]
+
+
+def _match_keyword_words(words: _Phrase, keywords: Iterable[str]) -> str | None:
+    if not words or len(words) > MAX_COMMAND_WORDS:
+        return None
+    core = _strip_fillers(words)
+    rest = core
+    for prefix in _JOIN_PREFIXES:
+        if core[: len(prefix)] == prefix and len(core) > len(prefix):
+            rest = core[len(prefix) :]
+            break
+    candidates = {"".join(words), "".join(core), "".join(rest)}
+    usable = [(keyword, key) for keyword in keywords if (key := _keyword_key(keyword)) is not None]
+    for keyword, key in usable:
+        if key in candidates:
+            return keyword
+    # One typo, only for long keywords, and never for a text that means something by itself.
+    typo = "".join(rest)
+    if (
+        typo in _RESERVED_COMPACT
+        or _looks_like_opt_out_typo(typo)
+        or _opt_out_rank(rest) != _NO_PARSE
+        or _command(rest) is not None
+    ):
+        return None
+    found: dict[str, str] = {}
+    for keyword, key in usable:
+        if len(key) >= FUZZY_KEYWORD_MIN_LENGTH and _within_one_edit(typo, key):
+            found.setdefault(key, keyword)
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def match_keyword(text: str, keywords: Iterable[str]) -> str | None:
+    """The keyword (as given) that ``text`` asks to join: "join logan", "#Logan", "LOGNA".
+
+    Exact beats one-typo; two different one-typo matches are ambiguous (None); keywords that are
+    reserved words never match, so a huddle called "STOP" cannot swallow an opt-out.
+    """
+    return _match_keyword_words(_words(normalize(text)), keywords)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
+    """Decide what an inbound SMS wants.
+
+    Priority: certain opt-out (incl. STOPALL) > help > huddle keyword > confirm / opt-in / skip >
+    maybe-opt-out > other. A keyword never outranks a reserved word (see ``match_keyword``).
+    """
+    folded = _fold(body)
+    normalized = _trim(" ".join(folded.split()))
+    words = _words(normalized)
+
+    opt_out = _certain_opt_out(folded, words)
+    if opt_out is not None:
+        return Classification(opt_out, normalized=normalized)
+    if _parse(words, _HELP_FAMILY) != _NO_PARSE:
+        return Classification(Intent.HELP, normalized=normalized)
+    keyword = _match_keyword_words(words, keywords)
+    if keyword is not None:
+        return Classification(Intent.JOIN, keyword=keyword, normalized=normalized)
+    command = _command(words)
+    if command is not None:
+        return Classification(command, normalized=normalized)
+    if _maybe_opt_out(words):
+        return Classification(Intent.MAYBE_OPT_OUT, normalized=normalized)
+    return Classification(Intent.OTHER, normalized=normalized)
