@@ -236,16 +236,12 @@ def import_members(
             continue
         chunk.append(item)
         if len(chunk) >= chunk_size:
-            _write_chunk(
-                factory, huddle_id, chunk, source_name=name, actor=actor, report=report
-            )
+            _write_chunk(factory, huddle_id, chunk, source_name=name, actor=actor, report=report)
             chunk = []
             if progress:
                 progress(report.rows)
     if chunk:
-        _write_chunk(
-                factory, huddle_id, chunk, source_name=name, actor=actor, report=report
-            )
+        _write_chunk(factory, huddle_id, chunk, source_name=name, actor=actor, report=report)
     if progress:
         progress(report.rows)
     report.errors.sort(key=lambda e: e.line)

@@ -46,6 +46,7 @@ class Settings:
     environment: Literal["development", "production", "test"] = "development"
     instance_path: Path = field(default_factory=lambda: PROJECT_ROOT / "instance")
     sandbox_failure_rate: float = 0.05
+    twilio_error_policy: str | None = None  # "30003=suppress,30008=none" over the defaults
 
     @property
     def is_production(self) -> bool:
@@ -148,6 +149,15 @@ class Settings:
         if not 0 <= failure_rate <= 1:
             raise ConfigError("SANDBOX_FAILURE_RATE must be a number between 0 and 1")
 
+        error_policy = get("TWILIO_ERROR_POLICY")
+        if error_policy:
+            from outreach.receipts import parse_error_policy  # noqa: PLC0415 - avoids a cycle
+
+            try:
+                parse_error_policy(error_policy)
+            except ValueError as exc:
+                raise ConfigError(f"TWILIO_ERROR_POLICY: {exc}") from None
+
         return cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -166,6 +176,7 @@ class Settings:
             environment=environment,  # type: ignore[arg-type]
             instance_path=instance_path,
             sandbox_failure_rate=failure_rate,
+            twilio_error_policy=error_policy,
         )
 
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from outreach import consent
-from outreach.huddles import create_huddle
+from outreach.huddles import create_huddle, get_huddle
 from outreach.importer import ImportFileError, export_members, import_members
 from outreach.models import ConsentEvent, Member, MemberField, MemberTag, Subscription
 from outreach.models import consent as c
@@ -124,10 +124,7 @@ def test_import_never_resubscribes_an_opt_out_or_a_suppressed_number(
     run_import(services, "phone\n6175550101\n", frozenset({m.SMS}))
     with services.sessions.begin() as session:
         maria = session.scalars(select(Member)).one()
-        huddle = session.get_one(Subscription, 1)
-        from outreach.models import Huddle
-
-        h = session.get_one(Huddle, huddle.huddle_id)
+        h = get_huddle(session, "logan")
         consent.set_subscription_state(
             session,
             member=maria,

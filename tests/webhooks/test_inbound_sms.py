@@ -1,0 +1,369 @@
+"""Inbound texts end to end: signed webhooks through the Flask app, state read from the DB."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from outreach import consent
+from outreach.huddles import create_huddle
+from outreach.models import ConsentEvent, Huddle, InboundMessage, Member, Subscription, Suppression
+from outreach.models import members as m
+from outreach.services import Services
+from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
+
+LOGAN_NUMBER = "+16175550100"
+MARIA = "+16175550111"
+
+
+@pytest.fixture
+def logan(services: Services) -> None:
+    with services.sessions.begin() as session:
+        create_huddle(
+            session,
+            slug="logan",
+            name="Logan Huddle",
+            keywords=["LOGAN", "EASTIE"],
+            sender=LOGAN_NUMBER,
+        )
+
+
+@pytest.fixture
+def phone(client: FlaskClient, logan: None) -> Phone:
+    return Phone(client, MARIA, LOGAN_NUMBER)
+
+
+def sub_state(services: Services, number: str = MARIA, slug: str = "logan") -> str | None:
+    with services.sessions() as session:
+        return session.scalar(
+            select(Subscription.state)
+            .join(Member, Member.id == Subscription.member_id)
+            .join(Huddle, Huddle.id == Subscription.huddle_id)
+            .where(Member.phone == number, Huddle.slug == slug, Subscription.channel == "sms")
+        )
+
+
+def ledger(services: Services, number: str = MARIA) -> list[tuple[str, str]]:
+    with services.sessions() as session:
+        return [
+            (e.action, e.source)
+            for e in session.scalars(
+                select(ConsentEvent).where(ConsentEvent.address == number).order_by(ConsentEvent.id)
+            )
+        ]
+
+
+def join_and_confirm(phone: Phone) -> None:
+    phone.text("JOIN LOGAN")
+    phone.text("YES")
+
+
+@pytest.mark.parametrize(
+    "body", ["LOGAN", "join logan", "Logan!", " logan ", "JOIN: Logan", "LOGNA"]
+)
+def test_keyword_forms_start_a_double_opt_in(phone: Phone, services: Services, body: str) -> None:
+    reply = phone.text(body)
+    assert "Logan Huddle" in reply
+    for required in ("Reply YES to confirm", "Msg & data rates may apply", "HELP", "STOP"):
+        assert required in reply
+    assert sub_state(services) == m.PENDING
+    assert ledger(services) == [("opt_in_requested", "keyword")]
+
+
+def test_yes_confirms_and_welcomes(phone: Phone, services: Services) -> None:
+    phone.text("JOIN LOGAN")
+    reply = phone.text("Yes!")
+    assert "You're in" in reply
+    assert sub_state(services) == m.ACTIVE
+    assert ledger(services) == [("opt_in_requested", "keyword"), ("opt_in", "keyword")]
+    with services.sessions() as session:
+        sid = session.scalars(
+            select(ConsentEvent.provider_message_id).order_by(ConsentEvent.id)
+        ).all()
+        assert all(s and s.startswith("SM") for s in sid)
+
+
+def test_single_opt_in_huddle_activates_on_the_keyword(
+    client: FlaskClient, services: Services
+) -> None:
+    with services.sessions.begin() as session:
+        create_huddle(
+            session,
+            slug="boston",
+            name="Boston",
+            keywords=["BOSTON"],
+            sender="+16175550199",
+            opt_in_mode="single",
+        )
+    reply = Phone(client, MARIA, "+16175550199").text("boston")
+    assert "You're in" in reply
+    assert sub_state(services, slug="boston") == m.ACTIVE
+
+
+def test_profile_conversation_never_swallows_stop_or_help(phone: Phone, services: Services) -> None:
+    with services.sessions.begin() as session:
+        session.scalars(select(Huddle)).one().profile_questions = True
+    phone.text("LOGAN")
+    assert "What's your first name?" in phone.text("YES")
+    assert "Logan Huddle: For help" in phone.text("HELP")  # HELP answered, conversation waits
+    assert "What's your 5-digit ZIP" in phone.text("Maria")
+    assert "5-digit ZIP" in phone.text("somewhere")
+    assert phone.text("02128") == "Thanks, you're all set!"
+    with services.sessions() as session:
+        member = session.scalars(select(Member)).one()
+        assert (member.first_name, member.zip) == ("Maria", "02128")
+    # A second member skips, then STOP ends everything mid-conversation.
+    other = Phone(phone.client, "+16175550112", LOGAN_NUMBER)
+    other.text("LOGAN")
+    other.text("YES")
+    assert "ZIP" in other.text("SKIP")
+    assert "unsubscribed" in other.text("stop")
+    assert sub_state(services, "+16175550112") == m.OPTED_OUT
+    assert other.text("02128") == ""  # no longer in a conversation: it is just a reply
+
+
+OPT_OUTS = [
+    "STOP",
+    "stop",
+    "Stop.",
+    " STOP ",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "cancel",
+    "END",
+    "quit",
+    "Revoke",
+    "OPTOUT",
+    "opt out",
+    "Opt-out",
+    "stop texting me",
+    "Please remove me",
+    "unsubscribe me",
+    "don't text me",
+    "Stop texting me!!",
+    "para",
+    "ALTO",
+    "cancelar",
+    "baja",
+    "STOP 🙏",
+]
+
+
+@pytest.mark.parametrize("body", OPT_OUTS)
+def test_every_opt_out_form_is_committed_with_one_confirmation(
+    phone: Phone, services: Services, body: str
+) -> None:
+    join_and_confirm(phone)
+    reply = phone.text(body)
+    assert "unsubscribed" in reply
+    assert "no more messages" in reply
+    assert reply.count("\n") == 0  # one message, no marketing
+    assert sub_state(services) == m.OPTED_OUT
+    actions = ledger(services)
+    assert actions[-1] == ("opt_out", "keyword")
+    with services.sessions() as session:
+        event = session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+        assert event is not None
+        assert event.detail == body
+        assert event.provider_message_id is not None
+        assert event.provider_message_id.startswith("SM")
+        scopes = set(session.scalars(select(Suppression.scope).where(Suppression.address == MARIA)))
+        assert scopes == ({"*"} if body.upper() == "STOPALL" else {LOGAN_NUMBER})
+
+
+def test_stop_from_someone_we_never_met_is_still_recorded(phone: Phone, services: Services) -> None:
+    assert "unsubscribed" in phone.text("STOP")
+    assert ledger(services) == [("opt_out", "keyword")]
+    with services.sessions() as session:
+        assert consent.is_suppressed(session, "sms", MARIA, LOGAN_NUMBER)
+
+
+def test_stop_covers_every_huddle_on_that_sender_and_only_those(
+    client: FlaskClient, services: Services
+) -> None:
+    with services.sessions.begin() as session:
+        create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"], sender=LOGAN_NUMBER)
+        create_huddle(
+            session, slug="eastie", name="Eastie", keywords=["EASTIE"], sender=LOGAN_NUMBER
+        )
+        create_huddle(
+            session, slug="boston", name="Boston", keywords=["BOSTON"], sender="+16175550199"
+        )
+    shared = Phone(client, MARIA, LOGAN_NUMBER)
+    other = Phone(client, MARIA, "+16175550199")
+    for p, keyword in ((shared, "LOGAN"), (shared, "EASTIE"), (other, "BOSTON")):
+        p.text(keyword)
+        p.text("YES")
+    assert {sub_state(services, slug=s) for s in ("logan", "eastie", "boston")} == {m.ACTIVE}
+    shared.text("STOP")
+    assert sub_state(services, slug="logan") == m.OPTED_OUT
+    assert sub_state(services, slug="eastie") == m.OPTED_OUT
+    assert sub_state(services, slug="boston") == m.ACTIVE
+    other.text("stopall")
+    assert sub_state(services, slug="boston") == m.OPTED_OUT
+
+
+def test_start_resubscribes_only_what_was_opted_out_on_that_sender(
+    phone: Phone, services: Services
+) -> None:
+    join_and_confirm(phone)
+    phone.text("STOP")
+    reply = phone.text("START")
+    assert "resubscribed" in reply
+    assert sub_state(services) == m.ACTIVE
+    assert ledger(services)[-1] == ("resubscribe", "keyword")
+    with services.sessions() as session:
+        assert not consent.is_suppressed(session, "sms", MARIA, LOGAN_NUMBER)
+    phone.text("STOP")
+    assert "resubscribed" in phone.text("yes")  # YES with nothing pending acts as START
+    assert sub_state(services) == m.ACTIVE
+
+
+def test_help_is_the_huddles_help_text_and_changes_nothing(
+    phone: Phone, services: Services
+) -> None:
+    reply = phone.text("help")
+    assert reply.startswith("Logan Huddle: For help")
+    assert "Msg & data rates may apply" in reply
+    assert "STOP" in reply
+    with services.sessions.begin() as session:
+        session.scalars(select(Huddle)).one().help_text = "Logan: call 617-555-0100. STOP to end."
+    assert phone.text("INFO") == "Logan: call 617-555-0100. STOP to end."
+    assert ledger(services) == []
+
+
+def test_ambiguous_stop_is_flagged_not_applied(phone: Phone, services: Services) -> None:
+    join_and_confirm(phone)
+    assert phone.text("stop by the meeting tonight?") == ""
+    assert sub_state(services) == m.ACTIVE
+    with services.sessions() as session:
+        message = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+        assert message is not None
+        assert message.flagged is True
+        assert message.intent == "maybe_opt_out"
+
+
+def test_replies_go_to_the_inbox_without_an_answer(phone: Phone, services: Services) -> None:
+    join_and_confirm(phone)
+    assert phone.text("What time is the rally? 🎉 ¿dónde?") == ""
+    with services.sessions() as session:
+        message = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+        assert message is not None
+        assert message.intent == "other"
+        assert message.huddle_id is not None
+        assert message.body == "What time is the rally? 🎉 ¿dónde?"
+        assert session.scalars(select(Member)).one().last_replied_at is not None
+
+
+def test_strangers_get_one_join_hint_a_day(phone: Phone) -> None:
+    first = phone.text("hello who is this")
+    assert "text a group keyword like" in first
+    assert phone.text("hello??") == ""
+
+
+def test_duplicate_delivery_changes_nothing_and_gets_the_same_answer(
+    phone: Phone, services: Services
+) -> None:
+    sid = new_sid()
+    first = phone.send("JOIN LOGAN", sid=sid)
+    second = phone.send("JOIN LOGAN", sid=sid)
+    assert first.get_data() == second.get_data()
+    assert ledger(services) == [("opt_in_requested", "keyword")]
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(InboundMessage.id))) == 1
+
+
+@pytest.mark.parametrize("sender", ["262966", "TWILIO", "", "+1", "garbage<script>"])
+def test_non_number_senders_are_stored_and_ignored(
+    client: FlaskClient, logan: None, services: Services, sender: str
+) -> None:
+    assert Phone(client, sender, LOGAN_NUMBER).text("STOP") == ""
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(InboundMessage.id))) == 1
+        assert session.scalar(select(func.count(Member.id))) == 0
+
+
+@pytest.mark.parametrize(
+    "body", ["", "\x00\x01", "ש" * 2000, "🎉" * 1600, "a" * 100_000, "\u202eSTOP"]
+)
+def test_any_body_is_handled(phone: Phone, services: Services, body: str) -> None:
+    response = phone.send(body)
+    assert response.status_code == 200
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(InboundMessage.id))) == 1
+
+
+def test_undecodable_bytes_in_the_raw_form_are_survivable(phone: Phone, services: Services) -> None:
+    """A body with a lone surrogate encoded as bytes (%ED%A0%80) is not valid UTF-8."""
+    from twilio.request_validator import RequestValidator
+
+    from tests.conftest import TEST_AUTH_TOKEN
+
+    raw = "MessageSid=SMsurrogate&From=%2B16175550111&To=%2B16175550100&Body=%ED%A0%80hello"
+    # Werkzeug keeps an undecodable escape as it came; the signature covers what the app sees.
+    params = {
+        "MessageSid": "SMsurrogate",
+        "From": MARIA,
+        "To": LOGAN_NUMBER,
+        "Body": "%ED%A0%80hello",
+    }
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(
+        "https://outreach.test/webhooks/twilio/sms", params
+    )
+    response = phone.client.post(
+        "/webhooks/twilio/sms",
+        data=raw,
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+    assert response.status_code == 200
+    with services.sessions() as session:
+        assert session.scalars(select(InboundMessage.body)).one() == "%ED%A0%80hello"
+
+
+def test_optouttype_from_advanced_opt_out_is_honored_without_a_second_reply(
+    phone: Phone, services: Services
+) -> None:
+    join_and_confirm(phone)
+    assert phone.text("Basta ya", OptOutType="STOP") == ""
+    assert sub_state(services) == m.OPTED_OUT
+
+
+@pytest.mark.parametrize("signature", [None, "", "bm90IGEgc2lnbmF0dXJl", "wrong"])
+def test_forged_or_missing_signatures_get_403_and_change_nothing(
+    client: FlaskClient, logan: None, services: Services, signature: str | None
+) -> None:
+    headers = {} if signature is None else {"X-Twilio-Signature": signature}
+    params = {"MessageSid": new_sid(), "From": MARIA, "To": LOGAN_NUMBER, "Body": "STOP"}
+    for path in ("/webhooks/twilio/sms", "/webhooks/twilio/status"):
+        assert client.post(path, data=params, headers=headers).status_code == 403
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(InboundMessage.id))) == 0
+        assert session.scalar(select(func.count(ConsentEvent.id))) == 0
+
+
+def test_signature_with_another_token_or_tampered_body_is_refused(
+    client: FlaskClient, logan: None
+) -> None:
+    params = {"MessageSid": new_sid(), "From": MARIA, "To": LOGAN_NUMBER, "Body": "hi"}
+    assert (
+        signed_post(client, "/webhooks/twilio/sms", params, token="another-token").status_code
+        == 403
+    )
+    from twilio.request_validator import RequestValidator
+
+    from tests.conftest import TEST_AUTH_TOKEN
+
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(
+        "https://outreach.test/webhooks/twilio/sms", params
+    )
+    tampered = {**params, "Body": "STOP"}
+    response = client.post(
+        "/webhooks/twilio/sms", data=tampered, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 403
+
+
+def test_parameters_twilio_adds_later_are_covered_by_the_signature(phone: Phone) -> None:
+    assert phone.send("hi", FromCity="BOSTON", SomeNewParam="x").status_code == 200

@@ -1,0 +1,154 @@
+"""Delivery receipts: forward-only, deduped, error codes applied by policy."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from outreach import consent
+from outreach.huddles import create_huddle
+from outreach.models import Campaign, ConsentEvent, Delivery, Member, StatusEvent, Subscription
+from outreach.models import members as m
+from outreach.receipts import ErrorAction, parse_error_policy
+from outreach.services import Services
+from tests.webhooks.twilio_helpers import signed_post
+
+NUMBER = "+16175550111"
+SID = "SM" + "a" * 32
+
+
+@pytest.fixture
+def delivery_id(services: Services) -> int:
+    with services.sessions.begin() as session:
+        huddle = create_huddle(
+            session, slug="logan", name="Logan", keywords=["LOGAN"], sender="+16175550100"
+        )
+        member = Member(phone=NUMBER)
+        session.add(member)
+        session.flush()
+        consent.set_subscription_state(
+            session,
+            member=member,
+            huddle=huddle,
+            channel=m.SMS,
+            state=m.ACTIVE,
+            provenance=consent.Provenance(source="import"),
+        )
+        campaign = Campaign(
+            huddle_id=huddle.id, name="Rally", channel="sms", body="Rally!", state="sending"
+        )
+        session.add(campaign)
+        session.flush()
+        delivery = Delivery(
+            campaign_id=campaign.id,
+            member_id=member.id,
+            channel="sms",
+            address=NUMBER,
+            state="sent",
+            provider_message_id=SID,
+        )
+        session.add(delivery)
+        session.flush()
+        return delivery.id
+
+
+def callback(
+    client: FlaskClient, status: str, error_code: str | None = None, sid: str = SID
+) -> int:
+    params = {
+        "MessageSid": sid,
+        "MessageStatus": status,
+        "AccountSid": "AC" + "0" * 32,
+        "To": NUMBER,
+        "From": "+16175550100",
+    }
+    if error_code:
+        params["ErrorCode"] = error_code
+    return signed_post(client, "/webhooks/twilio/status", params).status_code
+
+
+def delivery_state(services: Services, delivery_id: int) -> tuple[str, str | None]:
+    with services.sessions() as session:
+        d = session.get_one(Delivery, delivery_id)
+        return d.state, d.error_code
+
+
+def test_status_moves_forward_only_whatever_the_order(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    assert callback(client, "delivered") == 204
+    assert callback(client, "sent") == 204
+    assert callback(client, "queued") == 204
+    assert delivery_state(services, delivery_id) == ("delivered", None)
+
+
+def test_repeated_callbacks_are_applied_once(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    for _ in range(3):
+        assert callback(client, "undelivered", "30003") == 204
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(StatusEvent.id))) == 1
+    assert delivery_state(services, delivery_id) == ("undelivered", "30003")
+
+
+def test_21610_opts_the_person_out_with_a_ledger_row(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    callback(client, "failed", "21610")
+    with services.sessions() as session:
+        assert session.scalars(select(Subscription.state)).one() == m.OPTED_OUT
+        event = session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+        assert event is not None
+        assert (event.action, event.source, event.detail) == (
+            "opt_out",
+            "provider",
+            "twilio error 21610",
+        )
+        assert consent.is_suppressed(session, "sms", NUMBER, "+16175550100")
+
+
+@pytest.mark.parametrize("code", ["21211", "21614", "21635", "30005", "30006"])
+def test_unreachable_numbers_are_suppressed(
+    client: FlaskClient, services: Services, delivery_id: int, code: str
+) -> None:
+    callback(client, "undelivered", code)
+    with services.sessions() as session:
+        assert consent.is_suppressed(session, "sms", NUMBER)
+        assert (
+            session.scalars(select(ConsentEvent.action).order_by(ConsentEvent.id.desc())).first()
+            == "suppress"
+        )
+
+
+def test_30007_flags_the_campaign_not_the_person(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    callback(client, "undelivered", "30007")
+    with services.sessions() as session:
+        assert not consent.is_suppressed(session, "sms", NUMBER)
+        assert session.scalars(select(Subscription.state)).one() == m.ACTIVE
+        flag = session.scalars(select(Campaign.flag)).one()
+        assert flag is not None
+        assert "30007" in flag
+
+
+def test_unknown_message_sid_is_accepted(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    assert callback(client, "delivered", sid="SM" + "f" * 32) == 204
+    assert delivery_state(services, delivery_id) == ("sent", None)
+
+
+def test_missing_fields_are_a_clear_400(client: FlaskClient, delivery_id: int) -> None:
+    assert signed_post(client, "/webhooks/twilio/status", {"MessageSid": SID}).status_code == 400
+
+
+def test_error_policy_is_configurable() -> None:
+    policy = parse_error_policy("30003=suppress, 30007=none")
+    assert policy["30003"] is ErrorAction.SUPPRESS
+    assert policy["30007"] is ErrorAction.NONE
+    assert policy["21610"] is ErrorAction.OPT_OUT
+    with pytest.raises(ValueError, match="CODE=ACTION"):
+        parse_error_policy("30003=explode")
