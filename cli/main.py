@@ -10,40 +10,14 @@ from typing import TextIO
 import click
 
 from cli import runner
+from cli.campaigns import campaign
+from cli.context import Context, pass_ctx
 from outreach import migrate
 from outreach.consent import history
 from outreach.huddles import HuddleError, create_huddle, get_huddle, list_huddles
 from outreach.importer import ImportFileError, export_members, import_members, parse_consent_option
 from outreach.models import Member
 from outreach.phones import InvalidPhoneNumber, normalize_phone
-from outreach.services import Services
-from outreach.settings import ConfigError, Settings
-
-
-class Context:
-    """Lazily built settings and services, so ``--help`` works without a database."""
-
-    def __init__(self) -> None:
-        self._settings: Settings | None = None
-        self._services: Services | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = Settings.from_env()
-            except ConfigError as exc:
-                raise click.ClickException(f"configuration: {exc}") from None
-        return self._settings
-
-    @property
-    def services(self) -> Services:
-        if self._services is None:
-            self._services = Services.build(self.settings)
-        return self._services
-
-
-pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 @click.group()
@@ -285,6 +259,9 @@ def consent_history(ctx: Context, address: str) -> None:
                 f"{e.created_at.isoformat(timespec='seconds')}  {e.channel:5} {e.action:16} "
                 f"{e.source:9} {extra}"
             )
+
+
+main.add_command(campaign)
 
 
 @main.command("seed-demo")

@@ -146,6 +146,23 @@ def _apply(
     return StatusOutcome(applied=moved, delivery_id=delivery.id, action=action)
 
 
+def replay_early_events(session: Session, provider_message_ids: list[str]) -> None:
+    """Apply status callbacks that arrived before the sender wrote the message id.
+
+    The webhook stores every callback (StatusEvent) even when no delivery matches yet; the
+    sender calls this right after recording ids, in the same transaction.
+    """
+    if not provider_message_ids:
+        return
+    early = session.execute(
+        select(StatusEvent.provider_message_id, StatusEvent.status, StatusEvent.error_code)
+        .where(StatusEvent.provider_message_id.in_(provider_message_ids))
+        .order_by(StatusEvent.id)
+    ).all()
+    for message_sid, status, error_code in early:
+        _apply(session, message_sid, status, error_code, DEFAULT_ERROR_POLICY)
+
+
 def _apply_error_action(
     session: Session, delivery: Delivery, action: ErrorAction, code: str
 ) -> None:

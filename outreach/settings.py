@@ -47,6 +47,8 @@ class Settings:
     instance_path: Path = field(default_factory=lambda: PROJECT_ROOT / "instance")
     sandbox_failure_rate: float = 0.05
     twilio_error_policy: str | None = None  # "30003=suppress,30008=none" over the defaults
+    default_sms_rate: float = 1.0  # segments/s per sender unless the huddle or campaign says
+    send_concurrency: int = 16  # provider requests in flight per worker process
 
     @property
     def is_production(self) -> bool:
@@ -158,6 +160,11 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"TWILIO_ERROR_POLICY: {exc}") from None
 
+        default_sms_rate = _number(get("DEFAULT_SMS_RATE"), "DEFAULT_SMS_RATE", 1.0, 0, 2000)
+        send_concurrency = int(
+            _number(get("SEND_CONCURRENCY"), "SEND_CONCURRENCY", 16, 1, 256)
+        )
+
         return cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -177,7 +184,21 @@ class Settings:
             instance_path=instance_path,
             sandbox_failure_rate=failure_rate,
             twilio_error_policy=error_policy,
+            default_sms_rate=default_sms_rate,
+            send_concurrency=send_concurrency,
         )
+
+
+def _number(text: str | None, name: str, default: float, low: float, high: float) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number between {low:g} and {high:g}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be a number between {low:g} and {high:g}")
+    return value
 
 
 def _normalize_database_url(url: str) -> str:

@@ -116,7 +116,7 @@ _NAMES: dict[str, tuple[str, ...]] = {
 }
 # Custom field names as the importer accepts them (outreach.importer._FIELD_NAME).
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_ALLOWED_COMPARISONS = {"eq": "==", "ne": "!=", "in": "in", "notin": "not in"}
+_ALLOWED_COMPARISONS = frozenset({"eq", "ne", "in", "notin"})  # ==, !=, in, not in
 
 
 def merge_names(channel: Channel) -> tuple[str, ...]:
@@ -611,7 +611,7 @@ def _tidy_sms(text: str) -> str:
     """No outer whitespace, no trailing whitespace on any line, at most one blank line in a row.
 
     Invisible whitespace still costs characters (and a tab forces UCS-2). Line ends become
-    ``\n``. Written for the common case: a one-line text costs one ``strip()``.
+    ``\\n``. Written for the common case: a one-line text costs one ``strip()``.
     """
     text = text.strip()
     if "\r" in text:

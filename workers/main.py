@@ -16,7 +16,10 @@ from workers.queues import ALL_QUEUES
 
 
 def run_worker(*, burst: bool = False, name: str | None = None) -> bool:
+    from workers.jobs import schedule_reconciler  # noqa: PLC0415 - jobs import the domain
+
     svc = context.services()
+    schedule_reconciler()
     queues = [Queue(q, connection=svc.redis) for q in ALL_QUEUES]
     worker = SimpleWorker(queues, connection=svc.redis, name=name)
     logging.getLogger("rq.worker").setLevel(logging.INFO)

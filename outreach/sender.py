@@ -1,0 +1,613 @@
+"""Sending one batch of a campaign: claim, re-check, quiet hours, render, pace, send, record.
+
+Exactly once: a worker claims queued rows with one conditional UPDATE, so two workers never hold
+the same delivery; a claimed row is sent at most once (a crash leaves it ``claimed`` for the
+reconciler, never re-queued blindly); an answer we cannot trust (5xx, read timeout) makes the
+row ``unknown``, never a retry.
+
+Never to an opt-out: consent and suppression are checked again right before each group is sent,
+after its rate-limit tokens were taken, so the window between the check and the provider call is
+one group (about a quarter second of the sender's rate), whatever the rate.
+
+Never at night: each recipient's local window is checked at claim time; a recipient outside it
+goes back to ``queued`` with ``not_before`` at the window's start, and Twilio's ValidityPeriod
+ends with the window so a text stuck in the carrier's queue expires instead of arriving late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach import quiet_hours, templating
+from outreach.campaigns import get_campaign, move
+from outreach.models import (
+    Campaign,
+    Delivery,
+    Huddle,
+    Member,
+    MemberField,
+    Subscription,
+    Suppression,
+)
+from outreach.models import campaigns as k
+from outreach.models import consent as c
+from outreach.models import members as m
+from outreach.phones import mask_phone
+from outreach.ratelimit import DEFAULT_LONG_CODE_RATE, RateLimiter
+from outreach.receipts import ErrorAction, apply_error_action, replay_early_events
+from outreach.smsmath import analyze
+from outreach.transports.base import (
+    InvalidRecipient,
+    OutboundSms,
+    PermanentSendError,
+    RecipientOptedOut,
+    SendError,
+    SendResult,
+    SmsTransport,
+    TransientSendError,
+    UncertainSendError,
+)
+
+log = logging.getLogger(__name__)
+
+COMPLIANCE_INTERVAL = timedelta(days=30)
+MAX_DEFERRAL = timedelta(days=3)  # a text that cannot go out within 3 days is skipped
+GROUP_SECONDS = 0.25  # a group holds about this much of the sender's rate
+MAX_VALIDITY = 36_000  # Twilio's ValidityPeriod ceiling, seconds
+
+
+@dataclass
+class SendContext:
+    """What a batch needs from the process: database, pacing, transports, clock."""
+
+    sessions: sessionmaker[Session]
+    limiter: RateLimiter
+    transport_for_thread: Callable[[], SmsTransport]
+    status_callback_url: str | None
+    now: Callable[[], datetime]
+    concurrency: int = 16
+    default_rate: float = DEFAULT_LONG_CODE_RATE
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="send")
+        return self._pool
+
+
+@dataclass
+class BatchOutcome:
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    unknown: int = 0
+    deferred_until: list[datetime] = field(default_factory=list)
+    retry_after: float | None = None  # transient provider trouble: run the batch again later
+    stopped: str | None = None  # "paused" / "cancelled" / "not-sending"
+    completed: bool = False
+    sent_ids: list[str] = field(default_factory=list)  # provider ids (sandbox receipts)
+
+
+@dataclass
+class _Item:
+    delivery_id: int
+    member_id: int
+    address: str
+    body: str = ""
+    segments: int = 1
+    validity: int | None = None
+
+
+def send_batch(ctx: SendContext, campaign_id: int, first_id: int, last_id: int) -> BatchOutcome:
+    """Send the queued deliveries of ``campaign_id`` with ids in [first_id, last_id].
+
+    Rows are claimed a group at a time (about a quarter second of the sender's rate), so a claim
+    is held only while its group is sent, and pause or cancel stop the batch at the next group.
+    """
+    outcome = BatchOutcome()
+    with ctx.sessions() as session:
+        campaign = get_campaign(session, campaign_id)
+        huddle = session.get_one(Huddle, campaign.huddle_id)
+        template = templating.compile_template(campaign.body, channel="sms")
+    rate = campaign.rate or huddle.sms_rate or ctx.default_rate
+    group_size = max(1, min(ctx.concurrency * 4, int(rate * GROUP_SECONDS) if rate else 10**6))
+    while True:
+        state = _campaign_state(ctx, campaign_id)
+        if state != k.SENDING:
+            outcome.stopped = state
+            return outcome
+        now = ctx.now()
+        items = _claim(ctx, campaign_id, first_id, last_id, group_size, now)
+        if not items:
+            break
+        outcome.claimed += len(items)
+        with ctx.sessions() as session:
+            plan = _Plan.build(session, campaign, huddle, template, items, now)
+        _record(ctx, plan.skips, outcome)
+        _defer(ctx, plan.deferred, outcome)
+        if plan.ready and not _send_group_paced(ctx, campaign_id, huddle, plan, rate, outcome):
+            return outcome
+    _maybe_complete(ctx, campaign_id, outcome)
+    return outcome
+
+
+def _claim(
+    ctx: SendContext, campaign_id: int, first_id: int, last_id: int, size: int, now: datetime
+) -> list[_Item]:
+    """Atomically take up to ``size`` queued, due rows of the range; no two workers get one.
+
+    Two statements, not UPDATE … WHERE id IN (SELECT … LIMIT): PostgreSQL may rescan such a
+    subquery and claim far more than the limit. The SELECT locks what it picks (SKIP LOCKED lets
+    other workers take the next rows); SQLite's write lock serializes claimers anyway.
+    """
+    with ctx.sessions() as session, session.begin():
+        due = session.scalars(
+            select(Delivery.id)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.id >= first_id,
+                Delivery.id <= last_id,
+                Delivery.state == k.QUEUED,
+                or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+            )
+            .order_by(Delivery.id)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not due:
+            return []
+        claimed = session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(due), Delivery.state == k.QUEUED)
+            .values(state=k.CLAIMED, claimed_at=now, attempts=Delivery.attempts + 1)
+            .returning(Delivery.id, Delivery.member_id, Delivery.address)
+        ).all()
+    return [_Item(d, mid, addr) for d, mid, addr in sorted(claimed)]
+
+
+@dataclass
+class _Plan:
+    """What to do with each claimed delivery, decided before anything is sent."""
+
+    sender_from: str | None
+    messaging_service_sid: str | None
+    sender_key: str
+    ready: list[_Item]
+    skips: list[tuple[int, str, str]]  # (delivery id, state, reason/code)
+    deferred: list[tuple[int, datetime]]
+
+    @classmethod
+    def build(
+        cls,
+        session: Session,
+        campaign: Campaign,
+        huddle: Huddle,
+        template: templating.CompiledTemplate,
+        items: list[_Item],
+        now: datetime,
+    ) -> _Plan:
+        plan = cls(
+            sender_from=huddle.sender_number,
+            messaging_service_sid=huddle.messaging_service_sid,
+            sender_key=huddle.sender_key,
+            ready=[],
+            skips=[],
+            deferred=[],
+        )
+        member_ids = [i.member_id for i in items]
+        members = {
+            mem.id: mem for mem in session.scalars(select(Member).where(Member.id.in_(member_ids)))
+        }
+        blocked = _blocked(session, huddle, campaign.channel, items)
+        fields: dict[int, dict[str, str]] = {}
+        for member_id, name, value in session.execute(
+            select(MemberField.member_id, MemberField.name, MemberField.value).where(
+                MemberField.huddle_id == huddle.id, MemberField.member_id.in_(member_ids)
+            )
+        ):
+            fields.setdefault(member_id, {})[name] = value
+        recently_told = _recently_told_how_to_stop(session, huddle.id, campaign.id, member_ids, now)
+        campaign_window = _campaign_window(campaign)
+        for item in items:
+            member = members.get(item.member_id)
+            if member is None or item.delivery_id in blocked:
+                plan.skips.append(
+                    (item.delivery_id, k.SKIPPED, blocked.get(item.delivery_id, "no-member"))
+                )
+                continue
+            if campaign.respect_quiet_hours:
+                verdict = _quiet_hours(member, item.address, huddle.timezone, campaign_window, now)
+                if isinstance(verdict, str):
+                    plan.skips.append((item.delivery_id, k.SKIPPED, verdict))
+                    continue
+                opens, closes = verdict
+                if opens is not None:
+                    if opens - now > MAX_DEFERRAL:
+                        plan.skips.append((item.delivery_id, k.SKIPPED, "quiet-hours-expired"))
+                    else:
+                        plan.deferred.append((item.delivery_id, opens))
+                    continue
+                item.validity = max(1, min(MAX_VALIDITY, int((closes - now).total_seconds())))
+            context = templating.MergeContext(
+                first_name=member.first_name,
+                last_name=member.last_name,
+                zip=member.zip,
+                huddle_name=huddle.name,
+                fields=fields.get(member.id, {}),
+            )
+            try:
+                body = template.render(context)
+            except templating.RenderError as exc:
+                plan.skips.append((item.delivery_id, k.SKIPPED, exc.reason))
+                continue
+            if member.id not in recently_told:
+                body = templating.ensure_opt_out_line(body)
+            item.body = body
+            item.segments = analyze(body).segments
+            plan.ready.append(item)
+        return plan
+
+
+def _campaign_window(campaign: Campaign) -> quiet_hours.Window | None:
+    if not (campaign.quiet_start and campaign.quiet_end):
+        return None
+    return quiet_hours.Window(_hhmm(campaign.quiet_start), _hhmm(campaign.quiet_end))
+
+
+def _hhmm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+@lru_cache(maxsize=4096)
+def _zones_and_window(
+    zip_code: str | None,
+    stored_zone: str | None,
+    phone_prefix: str,
+    fallback_zone: str,
+    campaign_window: quiet_hours.Window | None,
+) -> tuple[tuple[ZoneInfo, ...], quiet_hours.Window]:
+    """Zones and window for a recipient. Cached: recipients share zips and area codes."""
+    zones = quiet_hours.zones_for(
+        zip_code=zip_code,
+        stored_zone=stored_zone,
+        phone_e164=phone_prefix + "5550100" if phone_prefix else None,
+        fallback_zone=fallback_zone,
+    )
+    window = quiet_hours.window_for(
+        state=quiet_hours.state_for_zip(zip_code), campaign_window=campaign_window
+    )
+    return zones, window
+
+
+def _quiet_hours(
+    member: Member,
+    address: str,
+    fallback_zone: str,
+    campaign_window: quiet_hours.Window | None,
+    now: datetime,
+) -> str | tuple[datetime | None, datetime]:
+    """(None, closes) when sendable now; (opens, opens) when not yet; a skip reason if never."""
+    # A NANP number's zone follows its area code: +1 NPA is what phonenumbers looks at.
+    prefix = address[:5] if address.startswith("+1") and len(address) == 12 else ""
+    if not prefix and address.startswith("+"):
+        zones = quiet_hours.zones_for(
+            zip_code=member.zip,
+            stored_zone=member.timezone,
+            phone_e164=address,
+            fallback_zone=fallback_zone,
+        )
+        window = quiet_hours.window_for(
+            state=quiet_hours.state_for_zip(member.zip), campaign_window=campaign_window
+        )
+    else:
+        try:
+            zones, window = _zones_and_window(
+                member.zip, member.timezone, prefix, fallback_zone, campaign_window
+            )
+        except quiet_hours.EmptyWindowError:
+            return "no-sending-window"
+    try:
+        if quiet_hours.is_allowed(now, zones, window):
+            return None, quiet_hours.window_closes_at(now, zones, window)
+        opens = quiet_hours.next_allowed(now, zones, window)
+    except quiet_hours.NoCommonWindowError:
+        return "no-common-window"
+    return opens, opens
+
+
+def _blocked(
+    session: Session, huddle: Huddle, channel: str, items: Sequence[_Item]
+) -> dict[int, str]:
+    """Deliveries that must not go out now: subscription not active, or address suppressed."""
+    by_member = {i.member_id: i.delivery_id for i in items}
+    reasons: dict[int, str] = {}
+    active = set(
+        session.scalars(
+            select(Subscription.member_id).where(
+                Subscription.huddle_id == huddle.id,
+                Subscription.channel == channel,
+                Subscription.state == m.ACTIVE,
+                Subscription.member_id.in_(list(by_member)),
+            )
+        )
+    )
+    for member_id, delivery_id in by_member.items():
+        if member_id not in active:
+            reasons[delivery_id] = "opted-out"
+    by_address = {i.address: i.delivery_id for i in items}
+    for address in session.scalars(
+        select(Suppression.address).where(
+            Suppression.channel == channel,
+            Suppression.address.in_(list(by_address)),
+            Suppression.scope.in_([c.ALL_SENDERS, huddle.sender_key]),
+            Suppression.lifted_at.is_(None),
+        )
+    ):
+        reasons.setdefault(by_address[address], "suppressed")
+    for item in items:
+        if not item.address:
+            reasons.setdefault(item.delivery_id, "no-address")
+    return reasons
+
+
+def _recently_told_how_to_stop(
+    session: Session, huddle_id: int, campaign_id: int, member_ids: list[int], now: datetime
+) -> set[int]:
+    """Members who got a text from this huddle in the last 30 days (it carried the STOP line)."""
+    return set(
+        session.scalars(
+            select(Delivery.member_id)
+            .join(Campaign, Campaign.id == Delivery.campaign_id)
+            .where(
+                Campaign.huddle_id == huddle_id,
+                Campaign.channel == m.SMS,
+                Delivery.campaign_id != campaign_id,
+                Delivery.member_id.in_(member_ids),
+                Delivery.sent_at >= now - COMPLIANCE_INTERVAL,
+                Delivery.state.in_([k.SENT, k.DELIVERED]),
+            )
+            .distinct()
+        )
+    )
+
+
+def _record(ctx: SendContext, rows: Iterable[tuple[int, str, str]], outcome: BatchOutcome) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    now = ctx.now()
+    with ctx.sessions() as session, session.begin():
+        for delivery_id, state, detail in rows:
+            values: dict[str, object] = {"state": state, "updated_at": now}
+            if state == k.SKIPPED:
+                values["skip_reason"] = detail
+                outcome.skipped += 1
+            else:
+                values["error_code"] = detail
+                if state == k.FAILED:
+                    outcome.failed += 1
+                elif state == k.UNKNOWN:
+                    outcome.unknown += 1
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.state == k.CLAIMED)
+                .values(**values)
+            )
+
+
+def _defer(ctx: SendContext, deferred: list[tuple[int, datetime]], outcome: BatchOutcome) -> None:
+    if not deferred:
+        return
+    with ctx.sessions() as session, session.begin():
+        for delivery_id, opens in deferred:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.state == k.CLAIMED)
+                .values(state=k.QUEUED, not_before=opens, claimed_at=None)
+            )
+    outcome.deferred_until = sorted({opens for _, opens in deferred})
+
+
+def _send_group_paced(
+    ctx: SendContext,
+    campaign_id: int,
+    huddle: Huddle,
+    plan: _Plan,
+    rate: float,
+    outcome: BatchOutcome,
+) -> bool:
+    """Take the group's tokens, check consent once more, send, record. False: stop the batch."""
+    group = plan.ready
+    segments = sum(i.segments for i in group)
+    if rate > 0 and not ctx.limiter.take(
+        plan.sender_key,
+        segments,
+        rate=rate,
+        should_stop=lambda: _campaign_state(ctx, campaign_id) != k.SENDING,
+    ):
+        state = _campaign_state(ctx, campaign_id)
+        _release(ctx, group, cancelled=state == k.CANCELLED, outcome=outcome)
+        outcome.stopped = state
+        return False
+    with ctx.sessions() as session:
+        blocked = _blocked(session, huddle, m.SMS, group)
+    if blocked:
+        _record(ctx, ((d, k.SKIPPED, r) for d, r in blocked.items()), outcome)
+        group = [i for i in group if i.delivery_id not in blocked]
+    results = _send_group(ctx, plan, group)
+    transient = _store_results(ctx, huddle, group, results, outcome)
+    if transient:
+        _release(ctx, transient, cancelled=False, outcome=outcome)
+        outcome.retry_after = 30.0
+        return False
+    return True
+
+
+def _send_group(
+    ctx: SendContext, plan: _Plan, group: list[_Item]
+) -> list[SendResult | SendError]:
+    def send_one(item: _Item) -> SendResult | SendError:
+        message = OutboundSms(
+            to=item.address,
+            body=item.body,
+            from_number=None if plan.messaging_service_sid else plan.sender_from,
+            messaging_service_sid=plan.messaging_service_sid,
+            status_callback=ctx.status_callback_url,
+            validity_period=item.validity,
+            reference=f"delivery:{item.delivery_id}",
+        )
+        try:
+            return ctx.transport_for_thread().send(message)
+        except SendError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - an unexpected error: we cannot know if it went
+            log.exception("unexpected error sending delivery %s", item.delivery_id)
+            return UncertainSendError(str(exc))
+
+    if len(group) == 1:
+        return [send_one(group[0])]
+    futures: list[Future[SendResult | SendError]] = [
+        ctx.pool().submit(send_one, item) for item in group
+    ]
+    return [f.result() for f in futures]
+
+
+def _store_results(
+    ctx: SendContext,
+    huddle: Huddle,
+    group: list[_Item],
+    results: list[SendResult | SendError],
+    outcome: BatchOutcome,
+) -> list[_Item]:
+    """Write what the provider said; return the items to try again later (transient errors)."""
+    now = ctx.now()
+    transient: list[_Item] = []
+    sent_ids: list[str] = []
+    with ctx.sessions() as session, session.begin():
+        for item, result in zip(group, results, strict=True):
+            if isinstance(result, SendResult):
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == item.delivery_id)
+                    .values(
+                        state=k.SENT,
+                        provider_message_id=result.provider_message_id,
+                        segments=result.segments or item.segments,
+                        sent_at=now,
+                        updated_at=now,
+                    )
+                )
+                sent_ids.append(result.provider_message_id)
+                outcome.sent += 1
+                continue
+            if isinstance(result, TransientSendError):
+                transient.append(item)
+                continue
+            state, detail = _failure(session, huddle, item, result)
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == item.delivery_id)
+                .values(
+                    state=state,
+                    skip_reason=detail if state == k.SKIPPED else None,
+                    error_code=result.code,
+                    updated_at=now,
+                )
+            )
+            if state == k.SKIPPED:
+                outcome.skipped += 1
+            elif state == k.UNKNOWN:
+                outcome.unknown += 1
+            else:
+                outcome.failed += 1
+        # A fast provider can call back before we wrote its id: apply what already arrived.
+        replay_early_events(session, sent_ids)
+    outcome.sent_ids.extend(sent_ids)
+    return transient
+
+
+def _failure(
+    session: Session, huddle: Huddle, item: _Item, error: SendError
+) -> tuple[str, str | None]:
+    member = session.get(Member, item.member_id)
+    if isinstance(error, RecipientOptedOut):
+        apply_error_action(
+            session, action=ErrorAction.OPT_OUT, code=error.code or "21610",
+            address=item.address, huddle=huddle, member=member, campaign=None,
+        )
+        return k.SKIPPED, "opted-out"
+    if isinstance(error, InvalidRecipient):
+        apply_error_action(
+            session, action=ErrorAction.SUPPRESS, code=error.code or "21211",
+            address=item.address, huddle=huddle, member=member, campaign=None,
+        )
+        return k.SKIPPED, "invalid-number"
+    if isinstance(error, UncertainSendError):
+        log.warning(
+            "delivery %s to %s: provider answer uncertain (%s); not retried",
+            item.delivery_id, mask_phone(item.address), error,
+        )
+        return k.UNKNOWN, None
+    if isinstance(error, PermanentSendError):
+        return k.FAILED, None
+    return k.FAILED, None
+
+
+def _release(
+    ctx: SendContext, items: list[_Item], *, cancelled: bool, outcome: BatchOutcome
+) -> None:
+    """Hand claimed-but-unsent rows back (pause, transient errors) or skip them (cancel)."""
+    if not items:
+        return
+    ids = [i.delivery_id for i in items]
+    values: dict[str, object]
+    if cancelled:
+        values = {"state": k.SKIPPED, "skip_reason": "cancelled", "updated_at": ctx.now()}
+        outcome.skipped += len(ids)
+    else:
+        values = {"state": k.QUEUED, "claimed_at": None}
+    with ctx.sessions() as session, session.begin():
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.state == k.CLAIMED)
+            .values(**values)
+        )
+
+
+def _campaign_state(ctx: SendContext, campaign_id: int) -> str:
+    with ctx.sessions() as session:
+        state = session.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
+    return state or k.CANCELLED
+
+
+def _maybe_complete(ctx: SendContext, campaign_id: int, outcome: BatchOutcome) -> None:
+    """A sending campaign with nothing queued or claimed left is complete."""
+    with ctx.sessions() as session, session.begin():
+        left = session.scalar(
+            select(
+                exists().where(
+                    and_(
+                        Delivery.campaign_id == campaign_id,
+                        Delivery.state.in_([k.QUEUED, k.CLAIMED]),
+                    )
+                )
+            )
+        )
+        if left:
+            return
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        if campaign.state == k.SENDING:
+            move(campaign, k.COMPLETED)
+            outcome.completed = True
+            log.info("campaign %s completed", campaign_id)

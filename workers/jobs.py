@@ -1,0 +1,216 @@
+"""RQ jobs. Each takes ids, reloads what it needs, and can run twice without harm.
+
+``launch_campaign`` snapshots the audience and enqueues ``send_batch`` jobs (id ranges, a few
+bytes each). ``send_batch`` sends one range and schedules what quiet hours deferred.
+``reconcile_claims`` runs every minute and settles rows a dead worker left ``claimed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from datetime import timedelta
+
+from rq import Queue
+
+from outreach import fanout, reconcile, sender
+from outreach.clock import utcnow
+from outreach.ratelimit import RateLimiter
+from outreach.transports import sms_transport
+from outreach.transports.base import SmsTransport
+from outreach.transports.sandbox import SandboxSmsTransport, sign_status_callback
+from workers import context
+from workers.queues import DEFAULT_QUEUE, SEND_QUEUE
+
+log = logging.getLogger(__name__)
+
+ENQUEUE_CHUNK = 1000
+RECONCILE_EVERY = timedelta(minutes=1)
+CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim older than this belongs to a dead worker
+RESULT_TTL = 0  # results are in the database; keep Redis small
+
+_send_context: sender.SendContext | None = None
+_send_context_lock = threading.Lock()
+_local = threading.local()
+
+
+def send_context() -> sender.SendContext:
+    """One per worker process: the thread pool and HTTP connections are reused across jobs."""
+    global _send_context  # noqa: PLW0603 - one per process, by design
+    with _send_context_lock:
+        svc = context.services()
+        if _send_context is None or _send_context.sessions is not svc.sessions:
+            settings = svc.settings
+            callback = (
+                f"{settings.public_base_url}/webhooks/twilio/status"
+                if settings.public_base_url
+                else None
+            )
+            _send_context = sender.SendContext(
+                sessions=svc.sessions,
+                limiter=RateLimiter(svc.redis),
+                transport_for_thread=_thread_transport,
+                status_callback_url=callback,
+                now=utcnow,
+                concurrency=settings.send_concurrency,
+                default_rate=settings.default_sms_rate,
+            )
+        return _send_context
+
+
+def _thread_transport() -> SmsTransport:
+    svc = context.services()
+    transport: SmsTransport | None = getattr(_local, "transport", None)
+    if transport is None or getattr(_local, "sessions", None) is not svc.sessions:
+        transport = sms_transport(svc.settings, sessions=svc.sessions)
+        _local.transport = transport
+        _local.sessions = svc.sessions
+    return transport
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, connection=context.services().redis)
+
+
+def launch_campaign(campaign_id: int) -> str:
+    """Start a campaign: schedule it, or snapshot its audience and enqueue its batches."""
+    svc = context.services()
+    now = utcnow()
+    with svc.sessions.begin() as session:
+        state = fanout.start(session, campaign_id, now=now)
+        send_at = fanout.get_campaign(session, campaign_id).send_at
+    if state == "scheduled" and send_at is not None:
+        _queue(DEFAULT_QUEUE).enqueue_at(
+            send_at, launch_campaign, campaign_id, result_ttl=RESULT_TTL
+        )
+        log.info("campaign %s scheduled for %s", campaign_id, send_at.isoformat())
+        return state
+    fanout.snapshot(svc.sessions, campaign_id, now=now)
+    count = enqueue_batches(campaign_id)
+    log.info("campaign %s launched: %s batches", campaign_id, count)
+    if count == 0:
+        sender.send_batch(send_context(), campaign_id, 0, 0)  # completes an empty campaign
+    return state
+
+
+def enqueue_batches(campaign_id: int) -> int:
+    """Enqueue a send job per batch of queued deliveries, in pipelined chunks."""
+    queue = _queue(SEND_QUEUE)
+    svc = context.services()
+    count = 0
+    chunk: list[fanout.Batch] = []
+    for batch in fanout.plan_batches(svc.sessions, campaign_id):
+        chunk.append(batch)
+        if len(chunk) == ENQUEUE_CHUNK:
+            count += _enqueue(queue, chunk)
+            chunk = []
+    if chunk:
+        count += _enqueue(queue, chunk)
+    return count
+
+
+def _enqueue(queue: Queue, batches: Iterable[fanout.Batch]) -> int:
+    jobs = [
+        Queue.prepare_data(
+            send_batch,
+            args=(b.campaign_id, b.first_id, b.last_id),
+            result_ttl=RESULT_TTL,
+            timeout=3600,
+        )
+        for b in batches
+    ]
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
+    return len(jobs)
+
+
+def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
+    outcome = sender.send_batch(send_context(), campaign_id, first_id, last_id)
+    queue = _queue(SEND_QUEUE)
+    for opens in outcome.deferred_until:
+        queue.enqueue_at(
+            opens, send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL
+        )
+    if outcome.retry_after is not None:
+        queue.enqueue_in(
+            timedelta(seconds=outcome.retry_after),
+            send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL,
+        )
+    settings = context.services().settings
+    if outcome.sent_ids and settings.sms_backend == "sandbox" and settings.public_base_url:
+        _queue(DEFAULT_QUEUE).enqueue_in(
+            timedelta(seconds=1), post_sandbox_receipts, outcome.sent_ids, result_ttl=RESULT_TTL
+        )
+    return {
+        "claimed": outcome.claimed,
+        "sent": outcome.sent,
+        "skipped": outcome.skipped,
+        "failed": outcome.failed,
+        "unknown": outcome.unknown,
+        "deferred": len(outcome.deferred_until),
+    }
+
+
+def resume_campaign(campaign_id: int) -> int:
+    """Re-enqueue every queued delivery of a campaign that was paused (or lost its jobs)."""
+    return enqueue_batches(campaign_id)
+
+
+def post_sandbox_receipts(provider_message_ids: list[str]) -> int:
+    """Play Twilio: post signed status callbacks for sandbox messages to our own webhook."""
+    settings = context.services().settings
+    transport = _thread_transport()
+    if not isinstance(transport, SandboxSmsTransport) or not settings.public_base_url:
+        return 0
+    url = f"{settings.public_base_url}/webhooks/twilio/status"
+    posted = 0
+    for sid in provider_message_ids:
+        for status, error_code in transport.simulated_receipts(sid):
+            params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC" + "0" * 32}
+            if error_code:
+                params["ErrorCode"] = error_code
+            signature = sign_status_callback(settings, url, params)
+            request = urllib.request.Request(  # noqa: S310 - our own configured URL
+                url,
+                data=urllib.parse.urlencode(params).encode(),
+                headers={"X-Twilio-Signature": signature},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                    posted += 1
+            except (urllib.error.URLError, TimeoutError) as exc:
+                log.warning("sandbox receipt for %s not delivered: %s", sid, exc)
+    return posted
+
+
+def reconcile_claims(*, reschedule: bool = True) -> dict[str, int]:
+    """Settle deliveries a dead worker left ``claimed``; then schedule the next run."""
+    svc = context.services()
+    try:
+        result = reconcile.reconcile_claims(
+            svc.sessions, _thread_transport(), older_than=CLAIM_TIMEOUT, now=utcnow()
+        )
+        for campaign_id in sorted(result.campaigns):
+            enqueue_batches(campaign_id)
+    finally:
+        if reschedule:
+            schedule_reconciler(force=True)
+    return {"sent": result.sent, "requeued": result.requeued, "unknown": result.unknown}
+
+
+def schedule_reconciler(*, force: bool = False) -> None:
+    """Keep exactly one reconciler chain alive (a Redis key guards against duplicates)."""
+    redis = context.services().redis
+    key = "outreach:reconciler:scheduled"
+    seconds = int(RECONCILE_EVERY.total_seconds())
+    if force:
+        redis.set(key, "1", ex=seconds * 3)
+    elif not redis.set(key, "1", ex=seconds * 3, nx=True):
+        return
+    _queue(DEFAULT_QUEUE).enqueue_in(RECONCILE_EVERY, reconcile_claims, result_ttl=RESULT_TTL)
