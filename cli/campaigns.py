@@ -30,7 +30,9 @@ def campaign() -> None:
 @campaign.command("create")
 @click.option("--huddle", "huddle_slug", required=True)
 @click.option("--channel", type=click.Choice(["sms", "email"]), default="sms", show_default=True)
-@click.option("--segment", "segment_filter", default="", help='Filter, e.g. "tag:volunteer zip:021*".')
+@click.option(
+    "--segment", "segment_filter", default="", help='Filter, e.g. "tag:volunteer zip:021*".'
+)
 @click.option("--body", required=True, help="Message text; merge fields like {{ first_name }}.")
 @click.option("--subject", help="Email subject.")
 @click.option("--name", help="A name for reports.")
@@ -64,9 +66,18 @@ def create(
     try:
         with svc.sessions.begin() as session:
             created = campaigns.create_campaign(
-                session, huddle_slug=huddle_slug, channel=channel, segment_filter=segment_filter,
-                body=body, subject=subject, name=name, send_at=when, rate=rate,
-                quiet_start=quiet_start, quiet_end=quiet_end, created_by="cli",
+                session,
+                huddle_slug=huddle_slug,
+                channel=channel,
+                segment_filter=segment_filter,
+                body=body,
+                subject=subject,
+                name=name,
+                send_at=when,
+                rate=rate,
+                quiet_start=quiet_start,
+                quiet_end=quiet_end,
+                created_by="cli",
             )
             click.echo(created.id)
     except (CampaignError, HuddleError) as exc:
@@ -86,17 +97,35 @@ def preview(ctx: Context, campaign_id: int) -> None:
             raise click.ClickException(str(exc)) from None
         huddle = session.get_one(Huddle, found.huddle_id)
         now = utcnow()
-        count = segments.count(session, huddle_id=huddle.id, channel=found.channel,
-                               filter_text=found.segment_filter, now=now)
-        people = segments.sample(session, huddle_id=huddle.id, channel=found.channel,
-                                 filter_text=found.segment_filter, now=now, limit=3)
+        count = segments.count(
+            session,
+            huddle_id=huddle.id,
+            channel=found.channel,
+            filter_text=found.segment_filter,
+            now=now,
+        )
+        people = segments.sample(
+            session,
+            huddle_id=huddle.id,
+            channel=found.channel,
+            filter_text=found.segment_filter,
+            now=now,
+            limit=3,
+        )
         click.echo(f"campaign {found.id} ({found.state}): {found.name}")
-        click.echo(f"audience: {count} active {found.channel} subscribers in {huddle.slug}"
-                   f" matching {found.segment_filter or '(everyone)'!r}")
+        click.echo(
+            f"audience: {count} active {found.channel} subscribers in {huddle.slug}"
+            f" matching {found.segment_filter or '(everyone)'!r}"
+        )
         compiled = templating.compile_template(found.body, channel=found.channel)  # type: ignore[arg-type]
         contexts = [
-            templating.MergeContext(first_name=p.first_name, last_name=p.last_name, zip=p.zip,
-                                    huddle_name=huddle.name, fields={})
+            templating.MergeContext(
+                first_name=p.first_name,
+                last_name=p.last_name,
+                zip=p.zip,
+                huddle_name=huddle.name,
+                fields={},
+            )
             for p in people
         ] or [templating.sample_context(huddle.name)]
         for merge in contexts:
@@ -130,16 +159,21 @@ def test_send(ctx: Context, campaign_id: int, to: str) -> None:
         compiled = templating.compile_template(found.body, channel="sms")
         merge = templating.sample_context(huddle.name)
         if member is not None:
-            merge = templating.MergeContext(member.first_name, member.last_name, member.zip,
-                                            huddle.name, {})
+            merge = templating.MergeContext(
+                member.first_name, member.last_name, member.zip, huddle.name, {}
+            )
         text = "[TEST] " + templating.ensure_opt_out_line(compiled.render(merge))
     transport = sms_transport(svc.settings, sessions=svc.sessions)
     try:
-        result = transport.send(OutboundSms(
-            to=number, body=text,
-            from_number=None if huddle.messaging_service_sid else huddle.sender_number,
-            messaging_service_sid=huddle.messaging_service_sid, reference="test",
-        ))
+        result = transport.send(
+            OutboundSms(
+                to=number,
+                body=text,
+                from_number=None if huddle.messaging_service_sid else huddle.sender_number,
+                messaging_service_sid=huddle.messaging_service_sid,
+                reference="test",
+            )
+        )
     except SendError as exc:
         raise click.ClickException(f"not sent: {exc}") from None
     finally:
@@ -163,8 +197,10 @@ def launch(ctx: Context, campaign_id: int) -> None:
         click.echo(f"campaign {campaign_id} scheduled")
     else:
         queued = report.by_state.get(k.QUEUED, 0)
-        click.echo(f"campaign {campaign_id} launched: {report.audience} recipients, "
-                   f"{queued} queued, {sum(report.skipped.values())} skipped")
+        click.echo(
+            f"campaign {campaign_id} launched: {report.audience} recipients, "
+            f"{queued} queued, {sum(report.skipped.values())} skipped"
+        )
 
 
 def _transition(ctx: Context, campaign_id: int, action: str) -> None:
@@ -182,8 +218,11 @@ def _transition(ctx: Context, campaign_id: int, action: str) -> None:
         raise click.ClickException(str(exc)) from None
     if action == "resume":
         jobs.resume_campaign(campaign_id)
-    click.echo(f"campaign {campaign_id}: {action}d" if action != "cancel"
-               else f"campaign {campaign_id}: cancelled")
+    click.echo(
+        f"campaign {campaign_id}: {action}d"
+        if action != "cancel"
+        else f"campaign {campaign_id}: cancelled"
+    )
 
 
 @campaign.command("pause")

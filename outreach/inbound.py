@@ -4,18 +4,28 @@ The order is the compliance order: dedupe (a repeated MessageSid changes nothing
 answer), then opt-out (committed before the webhook answers), then HELP, join keywords,
 confirmations, START, the profile conversation, and last the inbox. An opt-out is never swallowed
 by a conversation or a keyword.
+
+This is the webhook's hot path, so it reads what every text needs once, with plain SQL on the
+session's own connection and in its transaction (:class:`_Statements`): the MessageSid claim, the
+huddles on the number texted (with their keywords), and the member with their SMS subscriptions.
+The two commonest texts, a member's reply for the inbox and HELP, are answered from that snapshot
+(:func:`_answer_from_snapshot`). Everything that changes consent or a conversation goes through the
+ORM helpers below and ``outreach.consent``, as before.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import Boolean, Dialect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import consent, copy
 from outreach.classify import Classification, Intent, classify
@@ -36,6 +46,10 @@ _ZIP = re.compile(r"^\d{5}(?:-?\d{4})?$")
 IGNORED = "ignored"  # not from a phone number we can text (short code, alphanumeric, garbage)
 PROFILE = "profile"  # an answer in the profile conversation
 UNKNOWN_SENDER = "unknown"  # a number we have never seen, texting something that is not a keyword
+
+# Parsing and validating a number costs about as much as the whole database transaction; the
+# numbers we are texted on are few, and a member's texts come in runs (JOIN, YES, name, zip…).
+_normalize_phone = functools.lru_cache(maxsize=4096)(try_normalize_phone)
 
 
 @dataclass(frozen=True)
@@ -66,16 +80,22 @@ def handle_inbound(
         to=storable(sms.to, 64),
         body=storable(sms.body, MAX_STORED_BODY),
     )
+    # Pure work first: on SQLite the transaction below holds the database's write lock.
+    from_e164 = _normalize_phone(sms.from_raw, default_region)
+    to_e164 = _normalize_phone(sms.to, default_region) or sms.to
     try:
         with factory() as session, session.begin():
-            existing = session.scalars(
-                select(InboundMessage).where(InboundMessage.message_sid == sms.message_sid)
-            ).one_or_none()
-            if existing is not None:
-                return InboundResult(existing.intent, existing.reply_text, duplicate=True)
-            return _apply(session, sms, default_region)
+            sql = _Statements.on(session)
+            inbound = sql.claim(sms, from_e164, to_e164[:64], utcnow())
+            if inbound is None:
+                # Already applied (a retry, or the same MessageSid raced us and won).
+                intent, reply = sql.answered(sms.message_sid)
+                return InboundResult(intent, reply, duplicate=True)
+            outcome = _apply(session, sql, sms, inbound, from_e164, to_e164)
+            sql.finish(inbound, outcome)
+            return outcome
     except IntegrityError:
-        # The same MessageSid raced us in another process and won: answer as it did.
+        # Another write raced us in another process and won: answer as the MessageSid was.
         with factory() as session:
             existing = session.scalars(
                 select(InboundMessage).where(InboundMessage.message_sid == sms.message_sid)
@@ -89,37 +109,56 @@ def storable(text: str, limit: int) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _apply(session: Session, sms: InboundSms, default_region: str) -> InboundResult:
-    now = utcnow()
-    body = sms.body
-    from_e164 = try_normalize_phone(sms.from_raw, default_region)
-    to_e164 = try_normalize_phone(sms.to, default_region) or sms.to
-    inbound = InboundMessage(
-        message_sid=sms.message_sid,
-        from_raw=sms.from_raw,
-        from_e164=from_e164,
-        to_number=to_e164[:64],
-        body=body,
-        intent=IGNORED,
-        received_at=now,
-    )
-    session.add(inbound)
-    session.flush()  # claims the MessageSid now: a concurrent duplicate waits for us, then fails
+@dataclass
+class _Inbound:
+    """The inbound_messages row being written: claimed first, completed by ``finish``."""
+
+    id: int
+    received_at: datetime
+    huddle_id: int | None = None
+    member_id: int | None = None
+    flagged: bool = False
+
+
+@dataclass(frozen=True)
+class _SenderHuddle:
+    """A huddle on the number (or messaging service) texted, as the snapshot read it."""
+
+    id: int
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _SubscriptionState:
+    huddle_id: int
+    state: str
+    conversation_step: str | None
+
+
+def _apply(
+    session: Session,
+    sql: _Statements,
+    sms: InboundSms,
+    inbound: _Inbound,
+    from_e164: str | None,
+    to_e164: str,
+) -> InboundResult:
     if from_e164 is None:
         log.info("inbound %s from a non-number sender ignored", sms.message_sid)
         return InboundResult(IGNORED, None)
 
-    huddles = _huddles_on_sender(session, to_e164, sms.messaging_service_sid)
-    member = session.scalars(select(Member).where(Member.phone == from_e164)).one_or_none()
-    keywords = _keywords(huddles)
-    result = classify(body, keywords.keys())
+    huddles = sql.huddles_on_sender(to_e164, sms.messaging_service_sid)
+    member_id, subscriptions = sql.member(from_e164)
+    keywords = {k: huddle for huddle in huddles for k in huddle.keywords}
+    result = classify(sms.body, keywords.keys())
     intent = _intent_with_opt_out_type(result, sms.opt_out_type)
-    context = _Context(session, sms, inbound, huddles, member, from_e164, to_e164)
-    outcome = _dispatch(context, intent, result, keywords)
-    inbound.intent = outcome.intent
-    inbound.reply_text = outcome.reply
-    if context.member is not None:
-        inbound.member_id = context.member.id
+    outcome = _answer_from_snapshot(
+        session, sql, inbound, intent, huddles, member_id, subscriptions
+    )
+    if outcome is None:
+        outcome = _apply_with_orm(
+            session, sms, inbound, intent, result, huddles, member_id, from_e164, to_e164
+        )
     log.info(
         "inbound %s from %s: %s%s",
         sms.message_sid,
@@ -130,11 +169,241 @@ def _apply(session: Session, sms: InboundSms, default_region: str) -> InboundRes
     return outcome
 
 
+def _answer_from_snapshot(
+    session: Session,
+    sql: _Statements,
+    inbound: _Inbound,
+    intent: Intent,
+    huddles: list[_SenderHuddle],
+    member_id: int | None,
+    subscriptions: list[_SubscriptionState],
+) -> InboundResult | None:
+    """A member's reply for the inbox, and HELP, answered as ``_dispatch`` would; else None.
+
+    Neither changes consent or a conversation, so what the snapshot read is all they need. The
+    snapshot's subscriptions are the member's SMS ones, latest change first (``sms_subscriptions``'s
+    order); those on this sender are the ones ``_dispatch`` would look at.
+    """
+    on_sender_ids = {x.id for x in huddles}
+    on_sender = [s for s in subscriptions if s.huddle_id in on_sender_ids]
+    if intent in (Intent.OTHER, Intent.SKIP):
+        # _profile_answer: nothing to do outside a conversation; _reply_to_inbox: a member's reply.
+        if not on_sender or any(s.conversation_step and s.state == m.ACTIVE for s in on_sender):
+            return None
+        assert member_id is not None  # noqa: S101 - subscriptions exist only for a known member
+        inbound.huddle_id = on_sender[0].huddle_id
+        inbound.member_id = member_id
+        sql.member_replied(member_id, inbound.received_at)
+        return InboundResult(intent.value, None)
+    if intent is Intent.HELP:
+        # _primary_huddle: the member's latest huddle on this sender, else the sender's first.
+        if on_sender:
+            primary_id: int | None = on_sender[0].huddle_id
+        else:
+            primary_id = huddles[0].id if huddles else None
+        inbound.huddle_id = primary_id
+        inbound.member_id = member_id
+        primary = session.get_one(Huddle, primary_id) if primary_id is not None else None
+        return InboundResult(intent.value, copy.help_text(primary))
+    return None
+
+
+def _apply_with_orm(
+    session: Session,
+    sms: InboundSms,
+    inbound: _Inbound,
+    intent: Intent,
+    result: Classification,
+    sender_huddles: list[_SenderHuddle],
+    member_id: int | None,
+    from_e164: str,
+    to_e164: str,
+) -> InboundResult:
+    """Everything else: consent changes, joins, confirmations, conversations, strangers."""
+    huddles = _load_huddles(session, [x.id for x in sender_huddles])
+    by_id = {x.id: x for x in huddles}
+    keywords = {k: by_id[x.id] for x in sender_huddles for k in x.keywords if x.id in by_id}
+    member = session.get(Member, member_id) if member_id is not None else None
+    context = _Context(session, sms, inbound, huddles, member, from_e164, to_e164)
+    outcome = _dispatch(context, intent, result, keywords)
+    if context.member is not None:
+        inbound.member_id = context.member.id
+    return outcome
+
+
+def _load_huddles(session: Session, ids: list[int]) -> list[Huddle]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Huddle).where(Huddle.id.in_(ids)).order_by(Huddle.id)))
+
+
+class _Statements:
+    """The hot path's SQL, run on the session's connection inside its transaction.
+
+    Plain DB-API calls: for these few statements SQLAlchemy's statement building, compilation
+    cache lookup and result machinery cost several times the database work itself. Values go
+    through the columns' own bind processors (the same conversions the ORM applies), so the rows
+    are exactly what the ORM would have written. Written with ``?`` placeholders, turned into
+    ``%s`` for drivers with the format/pyformat paramstyle (psycopg).
+    """
+
+    _by_dialect: ClassVar[dict[tuple[str, str], _Prepared]] = {}
+
+    def __init__(self, prepared: _Prepared, dbapi_connection: Any) -> None:
+        self.p = prepared
+        self.dbapi = dbapi_connection
+
+    @classmethod
+    def on(cls, session: Session) -> _Statements:
+        connection = session.connection()  # begins the transaction (BEGIN IMMEDIATE on SQLite)
+        dialect = connection.dialect
+        key = (dialect.name, dialect.paramstyle)
+        prepared = cls._by_dialect.get(key)
+        if prepared is None:
+            prepared = cls._by_dialect[key] = _Prepared.for_dialect(dialect)
+        return cls(prepared, connection.connection.driver_connection)
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description is not None else []
+        finally:
+            cursor.close()
+
+    def claim(
+        self, sms: InboundSms, from_e164: str | None, to_number: str, now: datetime
+    ) -> _Inbound | None:
+        """Insert the row, claiming the MessageSid; None when it is already there.
+
+        A concurrent transaction claiming the same MessageSid makes this wait for it (the unique
+        index), then do nothing: dedupe holds across processes without an error to catch.
+        """
+        p = self.p
+        rows = self._rows(
+            p.claim,
+            (
+                sms.message_sid,
+                sms.from_raw,
+                from_e164,
+                to_number,
+                sms.body,
+                IGNORED,
+                p.bind_bool(False),
+                p.bind_bool(False),
+                p.bind_time(now),
+            ),
+        )
+        return _Inbound(id=rows[0][0], received_at=now) if rows else None
+
+    def answered(self, message_sid: str) -> tuple[str, str | None]:
+        intent, reply = self._rows(self.p.answered, (message_sid,))[0]
+        return intent, reply
+
+    def huddles_on_sender(
+        self, to_e164: str, messaging_service_sid: str | None
+    ) -> list[_SenderHuddle]:
+        if messaging_service_sid:
+            rows = self._rows(self.p.huddles_or_service, (to_e164, messaging_service_sid))
+        else:
+            rows = self._rows(self.p.huddles, (to_e164,))
+        keywords: dict[int, list[str]] = {}
+        for huddle_id, keyword in rows:  # ordered by huddle id, then keyword
+            found = keywords.setdefault(huddle_id, [])
+            if keyword is not None:
+                found.append(keyword)
+        return [_SenderHuddle(huddle_id, tuple(words)) for huddle_id, words in keywords.items()]
+
+    def member(self, phone: str) -> tuple[int | None, list[_SubscriptionState]]:
+        """The member with this phone and their SMS subscriptions, latest change first."""
+        rows = self._rows(self.p.member, (m.SMS, phone))
+        if not rows:
+            return None, []
+        subscriptions = [
+            _SubscriptionState(huddle_id, state, step)
+            for _, huddle_id, state, step in rows
+            if huddle_id is not None
+        ]
+        return rows[0][0], subscriptions
+
+    def member_replied(self, member_id: int, when: datetime) -> None:
+        self._rows(self.p.member_replied, (self.p.bind_time(when), member_id))
+
+    def finish(self, inbound: _Inbound, outcome: InboundResult) -> None:
+        self._rows(
+            self.p.finish,
+            (
+                outcome.intent,
+                outcome.reply,
+                inbound.member_id,
+                inbound.huddle_id,
+                self.p.bind_bool(inbound.flagged),
+                inbound.id,
+            ),
+        )
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """``_Statements``' SQL and value conversions for one dialect and driver paramstyle."""
+
+    claim: str
+    answered: str
+    huddles: str
+    huddles_or_service: str
+    member: str
+    member_replied: str
+    finish: str
+    bind_time: Callable[[Any], Any]
+    bind_bool: Callable[[Any], Any]
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _Prepared:
+        def sql(text: str) -> str:
+            text = " ".join(text.split())
+            return text if dialect.paramstyle == "qmark" else text.replace("?", "%s")
+
+        huddles = (
+            "SELECT h.id, k.keyword FROM huddles h"
+            " LEFT OUTER JOIN join_keywords k ON k.huddle_id = h.id"
+            " WHERE {} ORDER BY h.id, k.keyword"
+        )
+        time_type = InboundMessage.__table__.c.received_at.type
+        return cls(
+            claim=sql(
+                """INSERT INTO inbound_messages (message_sid, from_raw, from_e164, to_number, body,
+                intent, flagged, handled, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (message_sid) DO NOTHING RETURNING id"""
+            ),
+            answered=sql("SELECT intent, reply_text FROM inbound_messages WHERE message_sid = ?"),
+            huddles=sql(huddles.format("h.sender_number = ?")),
+            huddles_or_service=sql(
+                huddles.format("(h.sender_number = ? OR h.messaging_service_sid = ?)")
+            ),
+            member=sql(
+                """SELECT mb.id, s.huddle_id, s.state, s.conversation_step FROM members mb
+                LEFT OUTER JOIN subscriptions s ON s.member_id = mb.id AND s.channel = ?
+                WHERE mb.phone = ? ORDER BY s.updated_at DESC"""
+            ),
+            member_replied=sql("UPDATE members SET last_replied_at = ? WHERE id = ?"),
+            finish=sql(
+                """UPDATE inbound_messages SET intent = ?, reply_text = ?, member_id = ?,
+                huddle_id = ?, flagged = ? WHERE id = ?"""
+            ),
+            bind_time=time_type.dialect_impl(dialect).bind_processor(dialect) or _identity,
+            bind_bool=Boolean().dialect_impl(dialect).bind_processor(dialect) or _identity,
+        )
+
+
 @dataclass
 class _Context:
     session: Session
     sms: InboundSms
-    inbound: InboundMessage
+    inbound: _Inbound
     huddles: list[Huddle]
     member: Member | None
     phone: str
@@ -432,23 +701,3 @@ def _primary_huddle(ctx: _Context) -> Huddle | None:
 def _primary_huddle_id(ctx: _Context) -> int | None:
     huddle = _primary_huddle(ctx)
     return huddle.id if huddle is not None else None
-
-
-def _huddles_on_sender(
-    session: Session, to_e164: str, messaging_service_sid: str | None
-) -> list[Huddle]:
-    condition = Huddle.sender_number == to_e164
-    if messaging_service_sid:
-        condition = condition | (Huddle.messaging_service_sid == messaging_service_sid)
-    return list(
-        session.scalars(
-            select(Huddle)
-            .options(selectinload(Huddle.keywords))
-            .where(condition)
-            .order_by(Huddle.id)
-        )
-    )
-
-
-def _keywords(huddles: list[Huddle]) -> dict[str, Huddle]:
-    return {k.keyword: huddle for huddle in huddles for k in huddle.keywords}

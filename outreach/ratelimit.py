@@ -58,8 +58,10 @@ class RateLimiter:
         self._sleep = sleep
         self._script = client.register_script(_TAKE)
 
-    def try_take(self, key: str, tokens: float, *, rate: float, burst: float | None = None) -> float:
-        """Take ``tokens`` now if the bucket has them; else return seconds to wait (nothing taken)."""
+    def try_take(
+        self, key: str, tokens: float, *, rate: float, burst: float | None = None
+    ) -> float:
+        """Take ``tokens`` now if the bucket has them; else the seconds to wait (none taken)."""
         if rate <= UNLIMITED:
             return 0.0
         burst = max(burst if burst is not None else rate, tokens)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.models import Delivery
+from outreach.models import Campaign, Delivery
 from outreach.models import campaigns as k
 from outreach.transports.base import SendError, SmsTransport
 
@@ -30,12 +30,12 @@ class ReconcileResult:
     sent: int = 0
     requeued: int = 0
     unknown: int = 0
-    campaigns: set[int] = field(default_factory=set)  # campaigns with rows to enqueue again
+    campaigns: set[int] = field(default_factory=set)  # campaigns whose queued rows need jobs
 
 
 class CanFindSent(Protocol):
     def find_sent(self, *, to: str, reference: str, since: datetime) -> str | None:
-        """The provider id of a message sent for ``reference``; NOT_SENT if none; None: can't tell."""
+        """The provider id of the message sent for ``reference``; NOT_SENT; None: can't tell."""
 
 
 def reconcile_claims(
@@ -64,13 +64,12 @@ def reconcile_claims(
                 log.warning("reconcile: lookup for delivery %s failed: %s", delivery_id, exc)
                 found = None
         with factory() as session, session.begin():
-            query = update(Delivery).where(
-                Delivery.id == delivery_id, Delivery.state == k.CLAIMED
-            )
+            query = update(Delivery).where(Delivery.id == delivery_id, Delivery.state == k.CLAIMED)
             if found:
                 session.execute(
-                    query.values(state=k.SENT, provider_message_id=found, sent_at=claimed_at,
-                                 updated_at=now)
+                    query.values(
+                        state=k.SENT, provider_message_id=found, sent_at=claimed_at, updated_at=now
+                    )
                 )
                 result.sent += 1
             elif found == NOT_SENT:
@@ -82,4 +81,35 @@ def reconcile_claims(
                 result.unknown += 1
     if stale:
         log.warning("reconciled %s stale claims: %s", len(stale), result)
+    result.campaigns |= stalled_campaigns(factory, older_than=older_than, now=now)
     return result
+
+
+def stalled_campaigns(
+    factory: sessionmaker[Session], *, older_than: timedelta, now: datetime
+) -> set[int]:
+    """Sending campaigns with due, queued rows and no claim for a while: their jobs were lost.
+
+    A worker killed mid-batch takes its job with it; the rest of that batch stays queued with
+    nobody to send it. Enqueueing such rows again is harmless (claims are atomic).
+    """
+    cutoff = now - older_than
+    recent_claim = exists().where(
+        Delivery.campaign_id == Campaign.id, Delivery.claimed_at >= cutoff
+    )
+    due = exists().where(
+        Delivery.campaign_id == Campaign.id,
+        Delivery.state == k.QUEUED,
+        or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+    )
+    with factory() as session:
+        return set(
+            session.scalars(
+                select(Campaign.id).where(
+                    Campaign.state == k.SENDING,
+                    Campaign.launched_at < cutoff,
+                    due,
+                    ~recent_claim,
+                )
+            )
+        )

@@ -46,6 +46,7 @@ from outreach.ratelimit import DEFAULT_LONG_CODE_RATE, RateLimiter
 from outreach.receipts import ErrorAction, apply_error_action, replay_early_events
 from outreach.smsmath import analyze
 from outreach.transports.base import (
+    AccountError,
     InvalidRecipient,
     OutboundSms,
     PermanentSendError,
@@ -449,14 +450,13 @@ def _send_group_paced(
     transient = _store_results(ctx, huddle, group, results, outcome)
     if transient:
         _release(ctx, transient, cancelled=False, outcome=outcome)
-        outcome.retry_after = 30.0
+        if outcome.stopped is None:
+            outcome.retry_after = 30.0
         return False
     return True
 
 
-def _send_group(
-    ctx: SendContext, plan: _Plan, group: list[_Item]
-) -> list[SendResult | SendError]:
+def _send_group(ctx: SendContext, plan: _Plan, group: list[_Item]) -> list[SendResult | SendError]:
     def send_one(item: _Item) -> SendResult | SendError:
         message = OutboundSms(
             to=item.address,
@@ -471,7 +471,7 @@ def _send_group(
             return ctx.transport_for_thread().send(message)
         except SendError as exc:
             return exc
-        except Exception as exc:  # noqa: BLE001 - an unexpected error: we cannot know if it went
+        except Exception as exc:  # an unexpected error: we cannot know if it went out
             log.exception("unexpected error sending delivery %s", item.delivery_id)
             return UncertainSendError(str(exc))
 
@@ -494,6 +494,7 @@ def _store_results(
     now = ctx.now()
     transient: list[_Item] = []
     sent_ids: list[str] = []
+    account_error: AccountError | None = None
     with ctx.sessions() as session, session.begin():
         for item, result in zip(group, results, strict=True):
             if isinstance(result, SendResult):
@@ -512,6 +513,12 @@ def _store_results(
                 outcome.sent += 1
                 continue
             if isinstance(result, TransientSendError):
+                transient.append(item)
+                continue
+            if isinstance(result, AccountError):
+                # Our credentials or sender are refused: every other message would fail the
+                # same way. Hand the row back and pause the campaign for a person to fix it.
+                account_error = result
                 transient.append(item)
                 continue
             state, detail = _failure(session, huddle, item, result)
@@ -533,8 +540,26 @@ def _store_results(
                 outcome.failed += 1
         # A fast provider can call back before we wrote its id: apply what already arrived.
         replay_early_events(session, sent_ids)
+        if account_error is not None:
+            campaign = get_campaign(session, group_campaign_id(group, session), for_update=True)
+            if campaign.state == k.SENDING:
+                move(campaign, k.PAUSED)
+                campaign.flag = (
+                    f"Paused: the provider refused our account or sender ({account_error})."
+                )
+                log.error("campaign %s paused: %s", campaign.id, account_error)
     outcome.sent_ids.extend(sent_ids)
+    if account_error is not None:
+        outcome.stopped = k.PAUSED
     return transient
+
+
+def group_campaign_id(group: list[_Item], session: Session) -> int:
+    campaign_id = session.scalar(
+        select(Delivery.campaign_id).where(Delivery.id == group[0].delivery_id)
+    )
+    assert campaign_id is not None  # noqa: S101 - the row was claimed by this batch
+    return campaign_id
 
 
 def _failure(
@@ -543,20 +568,32 @@ def _failure(
     member = session.get(Member, item.member_id)
     if isinstance(error, RecipientOptedOut):
         apply_error_action(
-            session, action=ErrorAction.OPT_OUT, code=error.code or "21610",
-            address=item.address, huddle=huddle, member=member, campaign=None,
+            session,
+            action=ErrorAction.OPT_OUT,
+            code=error.code or "21610",
+            address=item.address,
+            huddle=huddle,
+            member=member,
+            campaign=None,
         )
         return k.SKIPPED, "opted-out"
     if isinstance(error, InvalidRecipient):
         apply_error_action(
-            session, action=ErrorAction.SUPPRESS, code=error.code or "21211",
-            address=item.address, huddle=huddle, member=member, campaign=None,
+            session,
+            action=ErrorAction.SUPPRESS,
+            code=error.code or "21211",
+            address=item.address,
+            huddle=huddle,
+            member=member,
+            campaign=None,
         )
         return k.SKIPPED, "invalid-number"
     if isinstance(error, UncertainSendError):
         log.warning(
             "delivery %s to %s: provider answer uncertain (%s); not retried",
-            item.delivery_id, mask_phone(item.address), error,
+            item.delivery_id,
+            mask_phone(item.address),
+            error,
         )
         return k.UNKNOWN, None
     if isinstance(error, PermanentSendError):

@@ -133,13 +133,15 @@ def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
     outcome = sender.send_batch(send_context(), campaign_id, first_id, last_id)
     queue = _queue(SEND_QUEUE)
     for opens in outcome.deferred_until:
-        queue.enqueue_at(
-            opens, send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL
-        )
+        queue.enqueue_at(opens, send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL)
     if outcome.retry_after is not None:
         queue.enqueue_in(
             timedelta(seconds=outcome.retry_after),
-            send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL,
+            send_batch,
+            campaign_id,
+            first_id,
+            last_id,
+            result_ttl=RESULT_TTL,
         )
     settings = context.services().settings
     if outcome.sent_ids and settings.sms_backend == "sandbox" and settings.public_base_url:

@@ -43,6 +43,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -182,6 +183,27 @@ class SandboxSmsTransport:
         """The final simulated status of a message in the outbox, None if it isn't there."""
         outcome = self._outcome(provider_message_id)
         return None if outcome is None else outcome[0]
+
+    def find_sent(self, *, to: str, reference: str, since: datetime) -> str | None:
+        """The id of the outbox message sent for ``reference`` (``delivery:N``), or "" if none.
+
+        The outbox row is written in its own transaction before ``send`` returns, so a worker
+        that died after the provider call left the evidence here.
+        """
+        _, delivery_id = _kind_and_delivery(reference)
+        if delivery_id is None:
+            return None
+        with self._sessions() as session:
+            found = session.scalar(
+                select(OutboxMessage.provider_message_id)
+                .where(
+                    OutboxMessage.delivery_id == delivery_id,
+                    OutboxMessage.to_address == to,
+                    OutboxMessage.created_at >= since - timedelta(seconds=5),
+                )
+                .limit(1)
+            )
+        return found or ""
 
     def simulated_receipts(self, provider_message_id: str) -> list[tuple[str, str | None]]:
         """The (MessageStatus, ErrorCode) callbacks Twilio would send, in order; [] if unknown."""

@@ -32,6 +32,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -222,6 +223,25 @@ class TwilioSmsTransport:
                 return None
             raise
         return None if message.status is None else str(message.status)
+
+    def find_sent(self, *, to: str, reference: str, since: datetime) -> str | None:
+        """A message Twilio created for ``to`` since ``since`` (a claim left by a dead worker).
+
+        Twilio keeps no reference of ours, so any message to that number from us since the
+        claim counts as this one: sends to one person are rare and minutes apart. "" means
+        Twilio has none (safe to send again); a lookup failure raises SendError.
+        """
+        del reference  # Twilio stores no field of ours to match it against
+        messages = self._call(
+            f"list messages to {mask_phone(to)}",
+            lambda: self._client.messages.list(to=to, date_sent_after=since, limit=20),
+            idempotent=True,
+        )
+        for message in messages:
+            created = message.date_created
+            if created is None or created >= since - timedelta(seconds=5):
+                return str(message.sid)
+        return ""
 
     def close(self) -> None:
         self._http.session.close()

@@ -15,9 +15,17 @@ from workers.queues import ALL_QUEUES
 SENDER = "+16175550100"
 
 
-def make_huddle(session: Session, slug: str = "logan", timezone: str = "America/New_York") -> Huddle:
-    return create_huddle(session, slug=slug, name=f"{slug.title()} Huddle",
-                         keywords=[slug.upper()], sender=SENDER, timezone=timezone)
+def make_huddle(
+    session: Session, slug: str = "logan", timezone: str = "America/New_York"
+) -> Huddle:
+    return create_huddle(
+        session,
+        slug=slug,
+        name=f"{slug.title()} Huddle",
+        keywords=[slug.upper()],
+        sender=SENDER,
+        timezone=timezone,
+    )
 
 
 def add_members(
@@ -35,24 +43,46 @@ def add_members(
     provenance = consent.Provenance(source="import", detail="test")
     made = []
     for i in range(start, start + count):
-        member = Member(phone=f"+1{area}{200 + i // 10000:03d}{i % 10000:04d}",
-                        first_name=f"Member{i}", zip=zip_code)
+        member = Member(
+            phone=f"+1{area}{200 + i // 10000:03d}{i % 10000:04d}",
+            first_name=f"Member{i}",
+            zip=zip_code,
+        )
         session.add(member)
         session.flush()
-        consent.set_subscription_state(session, member=member, huddle=huddle, channel=m.SMS,
-                                       state=m.ACTIVE, provenance=provenance)
+        consent.set_subscription_state(
+            session,
+            member=member,
+            huddle=huddle,
+            channel=m.SMS,
+            state=m.ACTIVE,
+            provenance=provenance,
+        )
         if state != m.ACTIVE:
-            consent.set_subscription_state(session, member=member, huddle=huddle, channel=m.SMS,
-                                           state=state, provenance=provenance)
+            consent.set_subscription_state(
+                session,
+                member=member,
+                huddle=huddle,
+                channel=m.SMS,
+                state=state,
+                provenance=provenance,
+            )
         if tag:
             session.add(MemberTag(huddle_id=huddle.id, member_id=member.id, tag=tag))
         made.append(member)
     return made
 
 
-def draft(services: Services, body: str = "Rally Saturday, {{ first_name }}!", **kwargs: object) -> int:
-    args: dict[str, object] = {"huddle_slug": "logan", "channel": "sms", "segment_filter": "",
-                               "body": body, "rate": 2000.0}
+def draft(
+    services: Services, body: str = "Rally Saturday, {{ first_name }}!", **kwargs: object
+) -> int:
+    args: dict[str, object] = {
+        "huddle_slug": "logan",
+        "channel": "sms",
+        "segment_filter": "",
+        "body": body,
+        "rate": 2000.0,
+    }
     args.update(kwargs)
     with services.sessions.begin() as session:
         return campaigns.create_campaign(session, **args).id  # type: ignore[arg-type]

@@ -18,7 +18,14 @@ from outreach.models import members as m
 from outreach.services import Services
 from outreach.transports.base import OutboundSms, SendResult, SmsTransport
 from tests.webhooks.twilio_helpers import Phone
-from tests.workers.campaign_helpers import SENDER, add_members, draft, make_huddle, outbox_counts, run_worker
+from tests.workers.campaign_helpers import (
+    SENDER,
+    add_members,
+    draft,
+    make_huddle,
+    outbox_counts,
+    run_worker,
+)
 from workers import jobs
 from workers.queues import SEND_QUEUE
 
@@ -37,7 +44,9 @@ def _states(services: Services, campaign_id: int) -> dict[str, int]:
         return campaigns.status(session, campaign_id).by_state
 
 
-def test_everyone_active_gets_exactly_one_text_and_the_campaign_completes(services: Services) -> None:
+def test_everyone_active_gets_exactly_one_text_and_the_campaign_completes(
+    services: Services,
+) -> None:
     with services.sessions.begin() as session:
         huddle = make_huddle(session)
         add_members(session, huddle, 30)
@@ -65,8 +74,9 @@ def test_opt_outs_and_suppressions_are_skipped_with_reasons(services: Services) 
         add_members(session, huddle, 3, start=100, state=m.OPTED_OUT)
         add_members(session, huddle, 2, start=200, state=m.PENDING)
         suppressed = add_members(session, huddle, 1, start=300)[0]
-        consent.suppress(session, channel="sms", address=suppressed.phone or "", reason="stop",
-                         scope=SENDER)
+        consent.suppress(
+            session, channel="sms", address=suppressed.phone or "", reason="stop", scope=SENDER
+        )
     campaign_id = draft(services)
     jobs.launch_campaign(campaign_id)
     run_worker(services)
@@ -112,7 +122,9 @@ class StopMidway:
         self.inner.close()
 
 
-def test_a_stop_texted_while_the_campaign_sends_is_honored(services: Services, client: FlaskClient) -> None:
+def test_a_stop_texted_while_the_campaign_sends_is_honored(
+    services: Services, client: FlaskClient
+) -> None:
     with services.sessions.begin() as session:
         huddle = make_huddle(session)
         add_members(session, huddle, 40)
@@ -137,7 +149,9 @@ def test_a_stop_texted_while_the_campaign_sends_is_honored(services: Services, c
         assert reason in ("opted-out", "suppressed")
 
 
-def test_quiet_hours_defer_to_the_recipients_morning(services: Services, frozen_clock: time_machine.Coordinates) -> None:
+def test_quiet_hours_defer_to_the_recipients_morning(
+    services: Services, frozen_clock: time_machine.Coordinates
+) -> None:
     with services.sessions.begin() as session:
         huddle = make_huddle(session)
         add_members(session, huddle, 3, zip_code="02128")  # Boston: 10:00 now
@@ -175,7 +189,9 @@ def test_validity_period_ends_with_the_window(services: Services) -> None:
 
         def send(self, message: OutboundSms) -> SendResult:
             seen.append(message)
-            return SendResult(provider_message_id=f"SM{len(seen):032x}", status="queued", segments=1)
+            return SendResult(
+                provider_message_id=f"SM{len(seen):032x}", status="queued", segments=1
+            )
 
         def fetch_status(self, provider_message_id: str) -> str | None:
             return None

@@ -1,0 +1,100 @@
+"""Real worker processes: several at once never double-send; SIGKILL mid-campaign loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from outreach import campaigns, reconcile
+from outreach.clock import utcnow
+from outreach.models import Delivery, OutboxMessage
+from outreach.models import campaigns as k
+from outreach.services import Services
+from outreach.transports import sms_transport
+from tests.workers.campaign_helpers import add_members, draft, make_huddle, outbox_counts
+from workers import jobs
+
+
+@pytest.fixture
+def worker_env(test_env: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, **test_env}
+    # Sandbox receipts would be posted here: a closed loopback port, so nothing leaves the machine.
+    env["PUBLIC_BASE_URL"] = "http://127.0.0.1:9"
+    return env
+
+
+def start_worker(env: dict[str, str], *, burst: bool = True) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "cli", "worker"] + (["--burst"] if burst else [])
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def launch(services: Services, members: int, rate: float) -> int:
+    with services.sessions.begin() as session:
+        huddle = make_huddle(session)
+        add_members(session, huddle, members)
+    campaign_id = draft(services, rate=rate)
+    jobs.launch_campaign(campaign_id)
+    return campaign_id
+
+
+def test_three_worker_processes_send_exactly_one_text_each(
+    services: Services, worker_env: dict[str, str]
+) -> None:
+    campaign_id = launch(services, 400, rate=2000.0)
+    # Every batch twice over, so that the workers really do compete for the same rows.
+    jobs.enqueue_batches(campaign_id)
+    workers = [start_worker(worker_env) for _ in range(3)]
+    for process in workers:
+        _, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err.decode()[-2000:]
+    sent = outbox_counts(services)
+    assert len(sent) == 400
+    assert set(sent.values()) == {1}
+    with services.sessions() as session:
+        assert campaigns.status(session, campaign_id).state == k.COMPLETED
+        assert session.scalar(select(func.count(OutboxMessage.id))) == 400
+
+
+def test_sigkill_mid_campaign_then_restart_loses_nothing_and_sends_nothing_twice(
+    services: Services, worker_env: dict[str, str]
+) -> None:
+    campaign_id = launch(services, 300, rate=60.0)
+    worker = start_worker(worker_env, burst=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(outbox_counts(services)) < 40:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    assert worker.stderr is not None
+    worker.stderr.close()
+    before = outbox_counts(services)
+    assert 40 <= len(before) < 300, "the worker should have died mid-campaign"
+    with services.sessions() as session:
+        claimed = session.scalar(select(func.count(Delivery.id)).where(Delivery.state == k.CLAIMED))
+    # The reconciler settles what the dead worker held: found in the outbox -> sent; not -> queued.
+    transport = sms_transport(services.settings, sessions=services.sessions)
+    result = reconcile.reconcile_claims(
+        services.sessions, transport, older_than=timedelta(0), now=utcnow() + timedelta(seconds=1)
+    )
+    assert result.sent + result.requeued + result.unknown == claimed
+    assert result.unknown == 0
+    for cid in result.campaigns:
+        jobs.enqueue_batches(cid)
+    # A new worker finishes the job (the killed one's batches are still on the queue).
+    restarted = start_worker(worker_env)
+    _, err = restarted.communicate(timeout=180)
+    assert restarted.returncode == 0, err.decode()[-2000:]
+    after = outbox_counts(services)
+    assert len(after) == 300
+    assert set(after.values()) == {1}
+    with services.sessions() as session:
+        report = campaigns.status(session, campaign_id)
+    assert report.by_state == {k.SENT: 300}
+    assert report.state == k.COMPLETED
