@@ -97,9 +97,7 @@ def run_worker(services: Services) -> None:
 
 def outbox_counts(services: Services) -> dict[str, int]:
     with services.sessions() as session:
-        return {
-            to: n
-            for to, n in session.execute(
-                select(OutboxMessage.to_address, func.count()).group_by(OutboxMessage.to_address)
-            )
-        }
+        rows = session.execute(
+            select(OutboxMessage.to_address, func.count()).group_by(OutboxMessage.to_address)
+        )
+        return {to: n for to, n in rows.all()}

@@ -194,7 +194,7 @@ def test_validity_period_ends_with_the_window(services: Services) -> None:
             )
 
         def fetch_status(self, provider_message_id: str) -> str | None:
-            return None
+            return "queued" if provider_message_id.startswith("SM") else None
 
         def close(self) -> None:
             pass
@@ -205,7 +205,8 @@ def test_validity_period_ends_with_the_window(services: Services) -> None:
     campaign_id = draft(services)
     jobs.launch_campaign(campaign_id)
     context = jobs.send_context()
-    context.transport_for_thread = lambda: Recorder()
+    recorder = Recorder()
+    context.transport_for_thread = lambda: recorder
     try:
         run_worker(services)
     finally:
