@@ -276,7 +276,7 @@ def _guarded_replace(cap: int) -> Callable[..., str]:
 
 
 @pass_environment
-def _truncate(  # noqa: PLR0917 - Jinja passes filter arguments positionally
+def _truncate(
     env: Any,
     s: Any,
     length: int = 255,

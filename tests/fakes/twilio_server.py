@@ -508,7 +508,7 @@ class LoopbackTwilioHttpClient(TwilioHttpClient):
             parts = parts._replace(scheme=self._scheme, netloc=self._netloc)
         return urlunsplit(parts)
 
-    def request(  # noqa: PLR0917 (the SDK's signature)
+    def request(
         self,
         method: str,
         url: str,

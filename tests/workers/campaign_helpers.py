@@ -100,4 +100,4 @@ def outbox_counts(services: Services) -> dict[str, int]:
         rows = session.execute(
             select(OutboxMessage.to_address, func.count()).group_by(OutboxMessage.to_address)
         )
-        return {to: n for to, n in rows.all()}
+        return {str(to): int(n) for to, n in rows.all()}
