@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from outreach import segments, templating
+from outreach import email_render, segments, templating
 from outreach.clock import utcnow
 from outreach.huddles import get_huddle
 from outreach.models import Campaign, Delivery, Huddle
@@ -65,8 +65,19 @@ def create_campaign(
         templating.compile_template(body, channel=channel)  # type: ignore[arg-type]
     except templating.TemplateError as exc:
         raise CampaignError(f"body: {exc}") from None
-    if channel == m.EMAIL and not (subject or "").strip():
-        raise CampaignError("an email campaign needs a subject")
+    if channel == m.EMAIL:
+        if not (subject or "").strip():
+            raise CampaignError("an email campaign needs a subject")
+        try:
+            templating.compile_template(subject or "", channel="email")
+        except templating.TemplateError as exc:
+            raise CampaignError(f"subject: {exc}") from None
+        if not huddle.email_from_address:
+            raise CampaignError(f"huddle {huddle.slug} has no email from-address to send from")
+        if not huddle.postal_address:
+            raise CampaignError(
+                f"huddle {huddle.slug} has no postal address (CAN-SPAM requires one in emails)"
+            )
     if send_at is not None and send_at.tzinfo is None:
         raise CampaignError("--send-at needs a time zone offset, e.g. 2026-12-01T18:00:00-05:00")
     if rate is not None and not 0 < rate <= MAX_RATE:
@@ -94,6 +105,11 @@ def create_campaign(
         created_by=created_by,
         created_at=utcnow(),
     )
+    if channel == m.EMAIL:
+        try:  # the whole email as it will be built: Markdown/HTML, layout, text part
+            email_render.prepare(campaign, huddle)
+        except templating.TemplateError as exc:
+            raise CampaignError(f"body: {exc}") from None
     session.add(campaign)
     session.flush()
     return campaign

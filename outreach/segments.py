@@ -65,6 +65,16 @@ Examples::
     field:language=es joined<30d             Spanish speakers who joined in the last 30 days
     status:pending joined>14d                asked to confirm more than two weeks ago, no answer
 
+API
+---
+
+``parse(text) -> Node`` and ``validate(text)``; ``format_filter(node) -> str`` (canonical text);
+``compile_filter(node, huddle_id=, channel=, now=) -> ColumnElement[bool]`` over ``Member``;
+``audience_query(session, huddle_id=, channel=, filter_text=, now=) -> Select`` (one column,
+``member_id``); ``count(...) -> int`` and ``count_statement(...)`` (the SELECT it runs);
+``sample(..., limit=20) -> list[Member]``; ``save_segment(session, huddle_id=, name=,
+filter_text=) -> Segment``. ``now`` is injected (an aware datetime) so relative ages are testable.
+
 Errors
 ------
 
@@ -94,12 +104,13 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     exists,
     false,
@@ -110,10 +121,19 @@ from sqlalchemy import (
     true,
     union,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from outreach.models import Huddle, Member, MemberField, MemberTag, Segment, Subscription
 from outreach.models import members as m
+
+# Core tables: ORM aliases cost milliseconds of Python per attribute, and a count is interactive.
+MEMBERS = cast(Table, Member.__table__)
+SUBSCRIPTIONS = cast(Table, Subscription.__table__)
+TAGS = cast(Table, MemberTag.__table__)
+FIELDS = cast(Table, MemberField.__table__)
+HUDDLES = cast(Table, Huddle.__table__)
+_S = SUBSCRIPTIONS.alias("s")
+_M = MEMBERS.alias("m")
 
 __all__ = [
     "Age",
@@ -136,6 +156,7 @@ __all__ = [
     "Tag",
     "Zip",
     "audience_query",
+    "check_huddle",
     "compile_filter",
     "count",
     "count_statement",
@@ -296,10 +317,10 @@ HAS_VALUES = ("email", "phone", "zip", "name")
 STATUS_VALUES = (m.ACTIVE, m.PENDING, m.OPTED_OUT)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OP = re.compile(r">=|<=|[<>:=]")
-_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
-_DATEISH = re.compile(r"\d+[-/.]\d+")
-_AGE = re.compile(r"(\d{1,5})([dwmyDWMY])")
-_ZIP = re.compile(r"(\d{1,10})(\*?)")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}")
+_DATEISH = re.compile(r"[0-9]+[-/.][0-9]+")
+_AGE = re.compile(r"([0-9]{1,5})([dwmyDWMY])")
+_ZIP = re.compile(r"([0-9]{1,10})(\*?)")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _MAX_AGE_DAYS = 100 * 366
 _UNIT_DAYS = {"d": 1, "w": 7, "m": 31, "y": 366}
@@ -544,7 +565,7 @@ class _Parser:
             try:
                 year, month, day = (int(p) for p in value.split("-"))
                 when = date(year, month, day)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise self.error(f"bad date {value!r} at {value_pos}", value_pos) from None
             if not 1900 <= when.year <= 2999:
                 raise self.error(f"bad date {value!r} at {value_pos}", value_pos)
@@ -611,17 +632,17 @@ def _quote(value: str) -> str:
 
 
 def _format(node: Node, parent: int) -> str:
-    # parent: 0 top level / inside or, 1 inside and, 2 under not
+    """``parent``: 0 at the top, 1 as an operand of "or", 2 of "and", 3 of a negation."""
     if isinstance(node, Everyone):
         return ""
     if isinstance(node, Or):
-        text = " or ".join(_format(o, 0) for o in node.operands)
+        text = " or ".join(_format(o, 1) for o in node.operands)
         return f"({text})" if parent > 0 else text
     if isinstance(node, And):
-        text = " ".join(_format(o, 1) for o in node.operands)
+        text = " ".join(_format(o, 2) for o in node.operands)
         return f"({text})" if parent > 1 else text
     if isinstance(node, Not):
-        return "-" + _format(node.operand, 2)
+        return "-" + _format(node.operand, 3)
     return _format_atom(node)
 
 
@@ -681,9 +702,9 @@ class _Ctx:
     channel: str
     now: datetime
     tz: tzinfo
-    member_id: Any  # the member's id: Member.id, or a column of the query's driving set
-    member: Any  # Member or an alias of it: the member's own columns
-    sub: Any | None  # a Subscription alias in the query, or None: use EXISTS
+    member_id: Any  # the member's id: members.id, or a column of the query's driving set
+    member: Any  # the members table (or an alias joined in the query): the member's columns
+    sub: Any | None  # the subscriptions alias at hand in the query, or None: use EXISTS
     huddle_slug: str | None
 
 
@@ -708,11 +729,11 @@ def compile_filter(
     _check_now(now)
     if huddle_slug is not None:
         check_huddle(node, huddle_slug)
-    ctx = _Ctx(huddle_id, channel, now, tz, Member.id, Member, None, huddle_slug)
+    ctx = _Ctx(huddle_id, channel, now, tz, MEMBERS.c.id, MEMBERS, None, huddle_slug)
     return _compile(node, ctx)
 
 
-def _compile(node: Node, ctx: _Ctx) -> ColumnElement[bool]:
+def _compile(node: _N, ctx: _Ctx) -> ColumnElement[bool]:
     if isinstance(node, Everyone):
         return true()
     if isinstance(node, _Const):
@@ -729,55 +750,70 @@ def _compile(node: Node, ctx: _Ctx) -> ColumnElement[bool]:
 def _compile_atom(node: Atom, ctx: _Ctx) -> ColumnElement[bool]:
     member = ctx.member
     if isinstance(node, Tag):
-        tag = aliased(MemberTag)
-        return exists().where(
-            tag.huddle_id == ctx.huddle_id, tag.tag == node.name, tag.member_id == ctx.member_id
+        tag = TAGS
+        return _exists(
+            tag,
+            tag.c.huddle_id == ctx.huddle_id,
+            tag.c.tag == node.name,
+            tag.c.member_id == ctx.member_id,
         )
     if isinstance(node, CustomField):
-        cf = aliased(MemberField)
-        conditions = [cf.huddle_id == ctx.huddle_id, cf.name == node.name]
+        cf = FIELDS
+        conditions = [cf.c.huddle_id == ctx.huddle_id, cf.c.name == node.name]
         if node.value is not None:
-            conditions.append(cf.value == node.value)
-        return exists().where(*conditions, cf.member_id == ctx.member_id)
+            conditions.append(cf.c.value == node.value)
+        return _exists(cf, *conditions, cf.c.member_id == ctx.member_id)
     if isinstance(node, Zip):
-        column = member.zip
+        column = member.c.zip
         if node.prefix:
             low, high = _prefix_range(node.value)
             return and_(column.is_not(None), column >= low, column < high)
         return and_(column.is_not(None), column == node.value)
     if isinstance(node, Replied):
-        return _when(member.last_replied_at, node.op, node.when, ctx, nullable=True)
+        return _when(member.c.last_replied_at, node.op, node.when, ctx, nullable=True)
     if isinstance(node, FirstName):
-        column = member.first_name
+        column = member.c.first_name
         return and_(column.is_not(None), func.lower(column) == func.lower(node.value))
     if isinstance(node, Has):
         column = {
-            "email": member.email,
-            "phone": member.phone,
-            "zip": member.zip,
-            "name": member.first_name,
+            "email": member.c.email,
+            "phone": member.c.phone,
+            "zip": member.c.zip,
+            "name": member.c.first_name,
         }[node.what]
         return column.is_not(None)
     if isinstance(node, Joined | Status):
         if ctx.sub is not None:
             return _sub_condition(node, ctx.sub, ctx)
-        sub = aliased(Subscription)
-        return exists().where(
-            sub.member_id == ctx.member_id,
-            sub.huddle_id == ctx.huddle_id,
-            sub.channel == ctx.channel,
+        sub = SUBSCRIPTIONS
+        return _exists(
+            sub,
+            sub.c.member_id == ctx.member_id,
+            sub.c.huddle_id == ctx.huddle_id,
+            sub.c.channel == ctx.channel,
             _sub_condition(node, sub, ctx),
         )
     # HuddleIs: resolved before planning; compile_filter without a slug tests the huddle row.
     if ctx.huddle_slug is not None:
         return true() if node.slug == ctx.huddle_slug else false()
-    return exists().where(Huddle.id == ctx.huddle_id, Huddle.slug == node.slug)
+    huddle = HUDDLES
+    return _exists(huddle, huddle.c.id == ctx.huddle_id, huddle.c.slug == node.slug)
+
+
+def _exists(local: Any, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS over ``local``, correlated to whatever else it names at any enclosing level.
+
+    (SQLAlchemy's implicit correlation only looks one SELECT up: a tag test inside the
+    subscription's EXISTS would otherwise get its own copy of the driving set. And ``local`` is
+    never correlated, so it needs no alias even when an enclosing query reads the same table.)
+    """
+    return exists().where(*conditions).correlate_except(local)
 
 
 def _sub_condition(node: Joined | Status, sub: Any, ctx: _Ctx) -> ColumnElement[bool]:
     if isinstance(node, Status):
-        return sub.state == node.state
-    return _when(sub.created_at, node.op, node.when, ctx, nullable=False)
+        return sub.c.state == node.state
+    return _when(sub.c.created_at, node.op, node.when, ctx, nullable=False)
 
 
 def _when(column: Any, op: Op, when: When, ctx: _Ctx, *, nullable: bool) -> ColumnElement[bool]:
@@ -940,26 +976,27 @@ class _Audience:
     def _rows(self, node: _N | None) -> tuple[Any, list[ColumnElement[bool]], Any]:
         """(table, conditions, member id column) of a tag, field or zip set; None: subscribers."""
         if node is None:
-            conditions = [
-                Subscription.huddle_id == self.huddle_id,
-                Subscription.channel == self.channel,
-            ]
+            table = SUBSCRIPTIONS
+            conditions = [table.c.huddle_id == self.huddle_id, table.c.channel == self.channel]
             if self.default_state is not None:
-                conditions.append(Subscription.state == self.default_state)
-            return Subscription, conditions, Subscription.member_id
+                conditions.append(table.c.state == self.default_state)
+            return table, conditions, table.c.member_id
         if isinstance(node, Tag):
-            conditions = [MemberTag.huddle_id == self.huddle_id, MemberTag.tag == node.name]
-            return MemberTag, conditions, MemberTag.member_id
+            table = TAGS
+            conditions = [table.c.huddle_id == self.huddle_id, table.c.tag == node.name]
+            return table, conditions, table.c.member_id
         if isinstance(node, CustomField):
-            conditions = [MemberField.huddle_id == self.huddle_id, MemberField.name == node.name]
+            table = FIELDS
+            conditions = [table.c.huddle_id == self.huddle_id, table.c.name == node.name]
             if node.value is not None:
-                conditions.append(MemberField.value == node.value)
-            return MemberField, conditions, MemberField.member_id
+                conditions.append(table.c.value == node.value)
+            return table, conditions, table.c.member_id
         if isinstance(node, Zip):
+            zip_code = MEMBERS.c.zip
             if node.prefix:
                 low, high = _prefix_range(node.value)
-                return Member, [Member.zip >= low, Member.zip < high], Member.id
-            return Member, [Member.zip == node.value], Member.id
+                return MEMBERS, [zip_code >= low, zip_code < high], MEMBERS.c.id
+            return MEMBERS, [zip_code == node.value], MEMBERS.c.id
         raise AssertionError(f"not a driving set: {node!r}")
 
     def source(self, node: _N) -> Select[Any]:
@@ -973,10 +1010,10 @@ class _Audience:
             rest = _combine([o for o in node.operands if o != first], conjunction=True)
             member_id: Any = inner.c.member_id
             query = select(member_id.label("member_id")).select_from(inner)
-            member = aliased(Member)
+            member = MEMBERS.alias()
             if _uses_member(rest):
-                query = query.join(member, member.id == member_id)
-                member_id = member.id
+                query = query.join(member, member.c.id == member_id)
+                member_id = member.c.id
             return query.where(_compile(rest, self._ctx(member_id, member, None)))
         _, conditions, member_id = self._rows(node)
         return select(member_id.label("member_id")).where(*conditions)
@@ -1000,7 +1037,7 @@ class _Audience:
         if key not in self._estimates:
             table, conditions, _ = self._rows(node)
             # The row id, not member_id: every index holds it, so the count reads the index only.
-            limited = select(table.id).where(*conditions).limit(cap).subquery()
+            limited = select(table.c.id).where(*conditions).limit(cap).subquery()
             rows = self.session.scalar(select(func.count()).select_from(limited))
             self._estimates[key] = int(rows or 0)
         return self._estimates[key]
@@ -1046,17 +1083,16 @@ class _Audience:
         )
 
     def _from_subscriptions(self, node: _N, columns: str) -> Select[Any]:
-        sub = aliased(Subscription, name="s")
-        member = aliased(Member, name="m")
-        what: Any = func.count() if columns == "count" else sub.member_id.label("member_id")
+        sub, member = _S, _M
+        what: Any = func.count() if columns == "count" else sub.c.member_id.label("member_id")
         query = select(what).select_from(sub)
         if _uses_member(node):
-            query = query.join(member, member.id == sub.member_id)
-        query = query.where(sub.huddle_id == self.huddle_id, sub.channel == self.channel)
+            query = query.join(member, member.c.id == sub.c.member_id)
+        query = query.where(sub.c.huddle_id == self.huddle_id, sub.c.channel == self.channel)
         if self.default_state is not None:
-            query = query.where(sub.state == self.default_state)
+            query = query.where(sub.c.state == self.default_state)
         if node != _TRUE:
-            query = query.where(_compile(node, self._ctx(sub.member_id, member, sub)))  # type: ignore[arg-type]
+            query = query.where(_compile(node, self._ctx(sub.c.member_id, member, sub)))
         return query
 
     def _from_set(self, rest: _N, driver: _N, columns: str) -> Select[Any]:
@@ -1064,28 +1100,28 @@ class _Audience:
         member_id: Any = candidates.c.member_id
         what: Any = func.count() if columns == "count" else member_id.label("member_id")
         query = select(what).select_from(candidates)
-        member = aliased(Member, name="m")
+        member = _M
         if _uses_member(rest):
-            query = query.join(member, member.id == member_id)
+            query = query.join(member, member.c.id == member_id)
             # Correlating on the joined member makes SQLite check the member's own columns
             # before it looks the subscription up.
-            member_id = member.id
-        sub = aliased(Subscription, name="s")
+            member_id = member.c.id
+        sub = _S
         sub_conditions: list[ColumnElement[bool]] = [
-            sub.member_id == member_id,
-            sub.huddle_id == self.huddle_id,
-            sub.channel == self.channel,
+            sub.c.member_id == member_id,
+            sub.c.huddle_id == self.huddle_id,
+            sub.c.channel == self.channel,
         ]
         if self.default_state is not None:
-            sub_conditions.append(sub.state == self.default_state)
+            sub_conditions.append(sub.c.state == self.default_state)
         if rest == _TRUE:
-            return query.where(exists().where(*sub_conditions))
+            return query.where(_exists(sub, *sub_conditions))
         if _uses_sub(rest):
             # joined:/status: need the subscription row: the whole filter goes inside its EXISTS.
-            inner = _compile(rest, self._ctx(member_id, member, sub))  # type: ignore[arg-type]
-            return query.where(exists().where(*sub_conditions, inner))
-        outer = _compile(rest, self._ctx(member_id, member, None))  # type: ignore[arg-type]
-        return query.where(outer, exists().where(*sub_conditions))
+            inner = _compile(rest, self._ctx(member_id, member, sub))
+            return query.where(_exists(sub, *sub_conditions, inner))
+        outer = _compile(rest, self._ctx(member_id, member, None))
+        return query.where(outer, _exists(sub, *sub_conditions))
 
     def count_expression(self, node: _N) -> ColumnElement[int]:
         """count(node) as a scalar expression; excluded index-friendly sets are subtracted."""

@@ -32,11 +32,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
-    from web import health, pages  # noqa: PLC0415 - blueprints import the app's helpers
+    from web import health, join, pages  # noqa: PLC0415 - blueprints import the app's helpers
     from webhooks import register as register_webhooks  # noqa: PLC0415
+    from webhooks import unsubscribe  # noqa: PLC0415
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(join.bp)
+    app.register_blueprint(unsubscribe.bp)
     register_webhooks(app)
     if not app.logger.handlers or settings.environment != "test":
         logging.basicConfig(

@@ -7,6 +7,7 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Register every provider blueprint on ``app``."""
-    from webhooks import twilio_sms  # noqa: PLC0415
+    from webhooks import sendgrid_events, twilio_sms  # noqa: PLC0415
 
     app.register_blueprint(twilio_sms.bp)
+    app.register_blueprint(sendgrid_events.bp)

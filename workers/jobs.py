@@ -7,8 +7,10 @@ bytes each). ``send_batch`` sends one range and schedules what quiet hours defer
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,12 +18,21 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from rq import Queue
+from sqlalchemy import select
 
-from outreach import fanout, reconcile, sender
+from outreach import email_sender, fanout, reconcile, sender
 from outreach.clock import utcnow
+from outreach.models import Campaign
 from outreach.ratelimit import RateLimiter
 from outreach.transports import sms_transport
 from outreach.transports.base import SmsTransport
+from outreach.transports.email import email_transport
+from outreach.transports.email_base import EmailTransport
+from outreach.transports.email_sandbox import (
+    SandboxEmailTransport,
+    sandbox_event_keys,
+    sign_events,
+)
 from outreach.transports.sandbox import SandboxSmsTransport, sign_status_callback
 from workers import context
 from workers.queues import DEFAULT_QUEUE, SEND_QUEUE
@@ -60,6 +71,23 @@ def send_context() -> sender.SendContext:
                 default_rate=settings.default_sms_rate,
             )
         return _send_context
+
+
+def email_context() -> email_sender.EmailContext:
+    svc = context.services()
+    return email_sender.EmailContext(
+        base=send_context(), settings=svc.settings, transport_for_thread=_thread_email_transport
+    )
+
+
+def _thread_email_transport() -> EmailTransport:
+    svc = context.services()
+    transport: EmailTransport | None = getattr(_local, "email_transport", None)
+    if transport is None or getattr(_local, "email_sessions", None) is not svc.sessions:
+        transport = email_transport(svc.settings, sessions=svc.sessions)
+        _local.email_transport = transport
+        _local.email_sessions = svc.sessions
+    return transport
 
 
 def _thread_transport() -> SmsTransport:
@@ -130,7 +158,13 @@ def _enqueue(queue: Queue, batches: Iterable[fanout.Batch]) -> int:
 
 
 def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
-    outcome = sender.send_batch(send_context(), campaign_id, first_id, last_id)
+    svc = context.services()
+    with svc.sessions() as session:
+        channel = session.scalar(select(Campaign.channel).where(Campaign.id == campaign_id))
+    if channel == "email":
+        outcome = email_sender.send_email_batch(email_context(), campaign_id, first_id, last_id)
+    else:
+        outcome = sender.send_batch(send_context(), campaign_id, first_id, last_id)
     queue = _queue(SEND_QUEUE)
     for opens in outcome.deferred_until:
         queue.enqueue_at(opens, send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL)
@@ -143,11 +177,22 @@ def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
             last_id,
             result_ttl=RESULT_TTL,
         )
-    settings = context.services().settings
-    if outcome.sent_ids and settings.sms_backend == "sandbox" and settings.public_base_url:
-        _queue(DEFAULT_QUEUE).enqueue_in(
-            timedelta(seconds=1), post_sandbox_receipts, outcome.sent_ids, result_ttl=RESULT_TTL
-        )
+    settings = svc.settings
+    if outcome.sent_ids and settings.public_base_url:
+        if channel == "email" and settings.email_backend == "sandbox":
+            _queue(DEFAULT_QUEUE).enqueue_in(
+                timedelta(seconds=2),
+                post_sandbox_email_events,
+                outcome.sent_ids,
+                result_ttl=RESULT_TTL,
+            )
+        elif channel != "email" and settings.sms_backend == "sandbox":
+            _queue(DEFAULT_QUEUE).enqueue_in(
+                timedelta(seconds=1),
+                post_sandbox_receipts,
+                outcome.sent_ids,
+                result_ttl=RESULT_TTL,
+            )
     return {
         "claimed": outcome.claimed,
         "sent": outcome.sent,
@@ -188,6 +233,39 @@ def post_sandbox_receipts(provider_message_ids: list[str]) -> int:
                     posted += 1
             except (urllib.error.URLError, TimeoutError) as exc:
                 log.warning("sandbox receipt for %s not delivered: %s", sid, exc)
+    return posted
+
+
+def post_sandbox_email_events(message_ids: list[str]) -> int:
+    """Play SendGrid: post signed event batches for sandbox emails to our own webhook."""
+    settings = context.services().settings
+    transport = _thread_email_transport()
+    if not isinstance(transport, SandboxEmailTransport) or not settings.public_base_url:
+        return 0
+    key, _ = sandbox_event_keys(settings)
+    url = f"{settings.public_base_url}/webhooks/sendgrid/events"
+    posted = 0
+    for message_id in message_ids:
+        events = transport.simulated_events(message_id)
+        if not events:
+            continue
+        payload = json.dumps(events).encode()
+        timestamp = str(int(time.time()))
+        request = urllib.request.Request(  # noqa: S310 - our own configured URL
+            url,
+            data=payload,
+            headers={
+                "Content-Type": "application/json",
+                "X-Twilio-Email-Event-Webhook-Signature": sign_events(key, payload, timestamp),
+                "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+            },
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                posted += len(events)
+        except (urllib.error.URLError, TimeoutError) as exc:
+            log.warning("sandbox email events for %s not delivered: %s", message_id, exc)
     return posted
 
 

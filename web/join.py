@@ -1,0 +1,224 @@
+"""The public join page of each huddle: ``/join/<slug>`` and its email confirmation link.
+
+The logic lives in :mod:`outreach.web_join`; this module is the HTTP side: the CSRF token, the
+honeypot, the per-IP rate limit, and the pages.
+
+CSRF: a random token kept in the (signed, HttpOnly, SameSite=Lax) Flask session cookie and
+echoed in a hidden field; a POST whose field doesn't match it is refused with 400. No new
+dependency, and nothing to configure. The honeypot is a text field hidden from people
+(``website``); a filled one gets the success page and nothing is stored or sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+
+from flask import Blueprint, Response, render_template, request, session
+from flask.typing import ResponseReturnValue
+
+from outreach import web_join as wj
+from outreach.huddles import HuddleError, get_huddle
+from outreach.masking import mask_email
+from outreach.models import Huddle
+from web.extensions import services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("join", __name__)
+
+CSRF_SESSION_KEY = "join_csrf"
+CSRF_FIELD = "csrf_token"
+HONEYPOT_FIELD = "website"
+
+
+def _csrf_token() -> str:
+    token = session.get(CSRF_SESSION_KEY)
+    if not isinstance(token, str) or len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_SESSION_KEY] = token
+    return token
+
+
+def _csrf_valid() -> bool:
+    expected = session.get(CSRF_SESSION_KEY)
+    given = request.form.get(CSRF_FIELD, "")
+    return (
+        isinstance(expected, str)
+        and bool(given)
+        and hmac.compare_digest(expected.encode(), given.encode())
+    )
+
+
+def _huddle(slug: str) -> Huddle | None:
+    with services().sessions() as db:
+        try:
+            return get_huddle(db, slug)
+        except HuddleError:
+            return None
+
+
+def _not_found() -> ResponseReturnValue:
+    return (
+        render_template(
+            "join/error.html",
+            title="Huddle not found",
+            message="We couldn't find that huddle. Check the link you were given.",
+            huddle=None,
+        ),
+        404,
+    )
+
+
+def _form_page(
+    huddle: Huddle,
+    form: wj.JoinForm,
+    *,
+    errors: dict[str, str] | None = None,
+    banner: str | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    page = render_template(
+        "join/form.html",
+        huddle=huddle,
+        form=form,
+        errors=errors or {},
+        banner=banner,
+        csrf_token=_csrf_token(),
+        sms_disclosure=wj.sms_disclosure(huddle),
+        email_disclosure=wj.email_disclosure(huddle),
+    )
+    # The page carries this visitor's CSRF token: no shared cache may keep it.
+    return Response(page, status=status, headers={"Cache-Control": "private, no-store"})
+
+
+@bp.get("/join/<slug>")
+def form(slug: str) -> ResponseReturnValue:
+    huddle = _huddle(slug)
+    if huddle is None:
+        return _not_found()
+    return _form_page(huddle, wj.JoinForm())
+
+
+@bp.post("/join/<slug>")
+def submit(slug: str) -> ResponseReturnValue:
+    huddle = _huddle(slug)
+    if huddle is None:
+        return _not_found()
+    svc = services()
+    if not wj.allow_submission(svc.redis, request.remote_addr):
+        log.info("join %s: rate limit for %s", huddle.slug, request.remote_addr)
+        page = render_template(
+            "join/error.html",
+            title="Too many sign-ups",
+            message=(
+                "We've had a lot of sign-ups from your connection in the last few minutes. "
+                "Please wait ten minutes and try again."
+            ),
+            huddle=huddle,
+        )
+        return Response(page, status=429, headers={"Retry-After": str(wj.RATE_WINDOW)})
+    form_data = wj.JoinForm.from_mapping(request.form)
+    if not _csrf_valid():
+        return _form_page(
+            huddle,
+            form_data,
+            banner="This form had expired. Please check your details and send it again.",
+            status=400,
+        )
+    if request.form.get(HONEYPOT_FIELD, "").strip():
+        log.info(
+            "join %s: honeypot filled from %s; nothing stored", huddle.slug, request.remote_addr
+        )
+        return _done_page(huddle, wj.JoinOutcome(member_id=0, email=wj.EMAIL_SENT), form_data.email)
+    valid, errors = wj.validate(form_data, svc.settings.default_region)
+    if valid is None:
+        return _form_page(
+            huddle,
+            form_data,
+            errors=errors,
+            banner="Please fix the highlighted fields.",
+            status=400,
+        )
+    outcome = wj.submit(
+        svc.settings,
+        svc.sessions,
+        huddle,
+        valid,
+        wj.Visitor(request.remote_addr, request.user_agent.string),
+        base_url=svc.settings.public_base_url or request.host_url,
+    )
+    log.info(
+        "join %s: member %s, email %s, sms %s",
+        huddle.slug,
+        outcome.member_id,
+        outcome.email,
+        outcome.sms or "-",
+    )
+    return _done_page(huddle, outcome, valid.email)
+
+
+def _done_page(huddle: Huddle, outcome: wj.JoinOutcome, email: str) -> ResponseReturnValue:
+    keyword = huddle.keywords[0].keyword if huddle.keywords else None
+    return render_template(
+        "join/done.html",
+        huddle=huddle,
+        email=outcome.email,
+        sms=outcome.sms,
+        address=mask_email(email) if "@" in email else email,
+        sender=_display_number(outcome.sender_number or huddle.sender_number),
+        keyword=keyword,
+        contact=huddle.support_contact or huddle.email_from_address,
+    )
+
+
+def _display_number(e164: str | None) -> str | None:
+    if not e164:
+        return None
+    if e164.startswith("+1") and len(e164) == 12:
+        return f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}"
+    return e164
+
+
+@bp.get("/join/<slug>/confirm/<token>")
+def confirm(slug: str, token: str) -> ResponseReturnValue:
+    huddle = _huddle(slug)
+    if huddle is None:
+        return _not_found()
+    svc = services()
+    try:
+        target = wj.read_confirm_token(svc.settings, token)
+    except wj.ExpiredConfirmLink:
+        return _link_problem(huddle, expired=True)
+    except wj.ConfirmLinkError:
+        return _link_problem(huddle, expired=False)
+    if target.huddle_id != huddle.id:
+        return _link_problem(huddle, expired=False)
+    result = wj.confirm(
+        svc.sessions, huddle, target, wj.Visitor(request.remote_addr, request.user_agent.string)
+    )
+    log.info("join %s: confirm member %s: %s", huddle.slug, target.member_id, result.status)
+    response = Response(render_template("join/confirmed.html", huddle=huddle, status=result.status))
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _link_problem(huddle: Huddle, *, expired: bool) -> ResponseReturnValue:
+    if expired:
+        title = "This confirmation link has expired"
+        message = (
+            f"Confirmation links work for {wj.CONFIRM_MAX_AGE // 86400} days. Fill in the form "
+            "again and we'll send you a fresh one."
+        )
+    else:
+        title = "This confirmation link doesn't work"
+        message = (
+            "It may have been cut short when it was copied. Try clicking the link in the email "
+            "itself, or fill in the form again for a fresh one. Nothing has been changed."
+        )
+    page = render_template("join/error.html", title=title, message=message, huddle=huddle)
+    return Response(
+        page, status=410 if expired else 400, headers={"Referrer-Policy": "no-referrer"}
+    )
