@@ -5,12 +5,14 @@ answer), then opt-out (committed before the webhook answers), then HELP, join ke
 confirmations, START, the profile conversation, and last the inbox. An opt-out is never swallowed
 by a conversation or a keyword.
 
-This is the webhook's hot path, so it reads what every text needs once, with plain SQL on the
-session's own connection and in its transaction (:class:`_Statements`): the MessageSid claim, the
-huddles on the number texted (with their keywords), and the member with their SMS subscriptions.
-The two commonest texts, a member's reply for the inbox and HELP, are answered from that snapshot
-(:func:`_answer_from_snapshot`). Everything that changes consent or a conversation goes through the
-ORM helpers below and ``outreach.consent``, as before.
+This is the webhook's hot path (bench/inbound_webhook.py measures it), so the transaction starts
+with three plain SQL statements on the session's own connection (:class:`_Statements`): claim the
+MessageSid, read the huddles on the number texted with their keywords, and read the member with
+their SMS subscriptions (:class:`_Snapshot`). The two commonest texts, a member's reply for the
+inbox and HELP, are answered from that snapshot (:func:`_answer_from_snapshot`). Everything else
+goes through :func:`_dispatch` and ``outreach.consent`` with the ORM, whose session starts with
+the snapshot's rows as already-loaded objects and serves ``sms_subscriptions`` from it until the
+first write of the request.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import Boolean, Dialect, select
+from sqlalchemy import Boolean, Column, Dialect, event, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from outreach import consent, copy
 from outreach.classify import Classification, Intent, classify
@@ -47,9 +49,11 @@ IGNORED = "ignored"  # not from a phone number we can text (short code, alphanum
 PROFILE = "profile"  # an answer in the profile conversation
 UNKNOWN_SENDER = "unknown"  # a number we have never seen, texting something that is not a keyword
 
-# Parsing and validating a number costs about as much as the whole database transaction; the
-# numbers we are texted on are few, and a member's texts come in runs (JOIN, YES, name, zip…).
+# Parsing and validating a number costs as much as the database work of a reply; the numbers we
+# are texted on are few, and a member's texts come in runs (JOIN, YES, name, zip, replies).
 _normalize_phone = functools.lru_cache(maxsize=4096)(try_normalize_phone)
+
+_T = TypeVar("_T", Huddle, Member, Subscription)
 
 
 @dataclass(frozen=True)
@@ -111,28 +115,13 @@ def storable(text: str, limit: int) -> str:
 
 @dataclass
 class _Inbound:
-    """The inbound_messages row being written: claimed first, completed by ``finish``."""
+    """The inbound_messages row of this text: claimed first, completed by ``_Statements.finish``."""
 
     id: int
     received_at: datetime
     huddle_id: int | None = None
     member_id: int | None = None
     flagged: bool = False
-
-
-@dataclass(frozen=True)
-class _SenderHuddle:
-    """A huddle on the number (or messaging service) texted, as the snapshot read it."""
-
-    id: int
-    keywords: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _SubscriptionState:
-    huddle_id: int
-    state: str
-    conversation_step: str | None
 
 
 def _apply(
@@ -147,18 +136,19 @@ def _apply(
         log.info("inbound %s from a non-number sender ignored", sms.message_sid)
         return InboundResult(IGNORED, None)
 
-    huddles = sql.huddles_on_sender(to_e164, sms.messaging_service_sid)
-    member_id, subscriptions = sql.member(from_e164)
-    keywords = {k: huddle for huddle in huddles for k in huddle.keywords}
-    result = classify(sms.body, keywords.keys())
-    intent = _intent_with_opt_out_type(result, sms.opt_out_type)
-    outcome = _answer_from_snapshot(
-        session, sql, inbound, intent, huddles, member_id, subscriptions
+    snapshot = _Snapshot(
+        session,
+        sql.huddles_on_sender(to_e164, sms.messaging_service_sid),
+        *sql.member(from_e164),
     )
+    result = classify(sms.body, snapshot.keywords.keys())
+    intent = _intent_with_opt_out_type(result, sms.opt_out_type)
+    outcome = _answer_from_snapshot(snapshot, sql, inbound, intent)
     if outcome is None:
-        outcome = _apply_with_orm(
-            session, sms, inbound, intent, result, huddles, member_id, from_e164, to_e164
-        )
+        context = _Context(session, sms, inbound, snapshot, from_e164, to_e164)
+        outcome = _dispatch(context, intent, result, snapshot.keywords)
+        if context.member is not None:
+            inbound.member_id = context.member.id
     log.info(
         "inbound %s from %s: %s%s",
         sms.message_sid,
@@ -170,81 +160,107 @@ def _apply(
 
 
 def _answer_from_snapshot(
-    session: Session,
-    sql: _Statements,
-    inbound: _Inbound,
-    intent: Intent,
-    huddles: list[_SenderHuddle],
-    member_id: int | None,
-    subscriptions: list[_SubscriptionState],
+    snapshot: _Snapshot, sql: _Statements, inbound: _Inbound, intent: Intent
 ) -> InboundResult | None:
-    """A member's reply for the inbox, and HELP, answered as ``_dispatch`` would; else None.
+    """A member's reply for the inbox, and HELP, exactly as ``_dispatch`` answers them; else None.
 
-    Neither changes consent or a conversation, so what the snapshot read is all they need. The
-    snapshot's subscriptions are the member's SMS ones, latest change first (``sms_subscriptions``'s
-    order); those on this sender are the ones ``_dispatch`` would look at.
+    Neither changes consent or a conversation, so the snapshot is all they read, and a reply's
+    one write (``last_replied_at``) is a plain UPDATE instead of an ORM flush.
     """
-    on_sender_ids = {x.id for x in huddles}
-    on_sender = [s for s in subscriptions if s.huddle_id in on_sender_ids]
+    on_sender = snapshot.subscriptions_on_sender()
     if intent in (Intent.OTHER, Intent.SKIP):
-        # _profile_answer: nothing to do outside a conversation; _reply_to_inbox: a member's reply.
-        if not on_sender or any(s.conversation_step and s.state == m.ACTIVE for s in on_sender):
+        # _profile_answer has nothing to do outside a conversation; then _reply_to_inbox.
+        if not on_sender or any(
+            s["conversation_step"] and s["state"] == m.ACTIVE for s in on_sender
+        ):
             return None
-        assert member_id is not None  # noqa: S101 - subscriptions exist only for a known member
-        inbound.huddle_id = on_sender[0].huddle_id
-        inbound.member_id = member_id
-        sql.member_replied(member_id, inbound.received_at)
+        assert snapshot.member_row is not None  # noqa: S101 - subscriptions exist only for a member
+        inbound.huddle_id = on_sender[0]["huddle_id"]
+        inbound.member_id = snapshot.member_row["id"]
+        sql.member_replied(inbound.member_id, inbound.received_at)
         return InboundResult(intent.value, None)
     if intent is Intent.HELP:
         # _primary_huddle: the member's latest huddle on this sender, else the sender's first.
-        if on_sender:
-            primary_id: int | None = on_sender[0].huddle_id
-        else:
-            primary_id = huddles[0].id if huddles else None
-        inbound.huddle_id = primary_id
-        inbound.member_id = member_id
-        primary = session.get_one(Huddle, primary_id) if primary_id is not None else None
+        huddle_ids = [s["huddle_id"] for s in on_sender] + list(snapshot.huddle_rows)
+        primary = snapshot.huddle(huddle_ids[0]) if huddle_ids else None
+        inbound.huddle_id = primary.id if primary is not None else None
+        if snapshot.member_row is not None:
+            inbound.member_id = snapshot.member_row["id"]
         return InboundResult(intent.value, copy.help_text(primary))
     return None
 
 
-def _apply_with_orm(
-    session: Session,
-    sms: InboundSms,
-    inbound: _Inbound,
-    intent: Intent,
-    result: Classification,
-    sender_huddles: list[_SenderHuddle],
-    member_id: int | None,
-    from_e164: str,
-    to_e164: str,
-) -> InboundResult:
-    """Everything else: consent changes, joins, confirmations, conversations, strangers."""
-    huddles = _load_huddles(session, [x.id for x in sender_huddles])
-    by_id = {x.id: x for x in huddles}
-    keywords = {k: by_id[x.id] for x in sender_huddles for k in x.keywords if x.id in by_id}
-    member = session.get(Member, member_id) if member_id is not None else None
-    context = _Context(session, sms, inbound, huddles, member, from_e164, to_e164)
-    outcome = _dispatch(context, intent, result, keywords)
-    if context.member is not None:
-        inbound.member_id = context.member.id
-    return outcome
+class _Snapshot:
+    """What the transaction read first: the sender's huddles, the member, their subscriptions.
+
+    The rows turn into ORM objects only when asked for, as persistent objects of the session
+    (``make_transient_to_detached`` + ``add``: what a query would have loaded, without the query).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        huddles: dict[int, tuple[dict[str, Any], list[str]]],
+        member_row: dict[str, Any] | None,
+        subscription_rows: list[dict[str, Any]],
+    ) -> None:
+        self.session = session
+        self.huddle_rows = {huddle_id: row for huddle_id, (row, _) in huddles.items()}
+        # huddles by id, keywords by keyword: the order the ORM loaded them in
+        self.keyword_huddles = {k: hid for hid, (_, words) in huddles.items() for k in words}
+        self.member_row = member_row
+        self.subscription_rows = subscription_rows  # the member's SMS ones, latest change first
+        self._huddles: dict[int, Huddle] = {}
+        self._member: Member | None = None
+        self._subscriptions: list[Subscription] | None = None
+
+    @functools.cached_property
+    def keywords(self) -> dict[str, Huddle]:
+        return {k: self.huddle(hid) for k, hid in self.keyword_huddles.items()}
+
+    def subscriptions_on_sender(self) -> list[dict[str, Any]]:
+        return [s for s in self.subscription_rows if s["huddle_id"] in self.huddle_rows]
+
+    def huddle(self, huddle_id: int) -> Huddle:
+        found = self._huddles.get(huddle_id)
+        if found is None:
+            found = self._huddles[huddle_id] = _loaded(
+                self.session, Huddle, self.huddle_rows[huddle_id]
+            )
+        return found
+
+    def huddles(self) -> list[Huddle]:
+        return [self.huddle(huddle_id) for huddle_id in self.huddle_rows]
+
+    def member(self) -> Member | None:
+        if self._member is None and self.member_row is not None:
+            self._member = _loaded(self.session, Member, self.member_row)
+        return self._member
+
+    def subscriptions(self) -> list[Subscription]:
+        if self._subscriptions is None:
+            self._subscriptions = [
+                _loaded(self.session, Subscription, row) for row in self.subscription_rows
+            ]
+        return self._subscriptions
 
 
-def _load_huddles(session: Session, ids: list[int]) -> list[Huddle]:
-    if not ids:
-        return []
-    return list(session.scalars(select(Huddle).where(Huddle.id.in_(ids)).order_by(Huddle.id)))
+def _loaded(session: Session, cls: type[_T], row: dict[str, Any]) -> _T:
+    """``cls`` as if a query had loaded ``row`` into ``session`` (no pending change, no SQL)."""
+    instance = cls(**row)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
 
 
 class _Statements:
     """The hot path's SQL, run on the session's connection inside its transaction.
 
     Plain DB-API calls: for these few statements SQLAlchemy's statement building, compilation
-    cache lookup and result machinery cost several times the database work itself. Values go
-    through the columns' own bind processors (the same conversions the ORM applies), so the rows
-    are exactly what the ORM would have written. Written with ``?`` placeholders, turned into
-    ``%s`` for drivers with the format/pyformat paramstyle (psycopg).
+    cache lookup and result machinery cost several times the database work. Values go through
+    the columns' own bind and result processors (the conversions the ORM applies), so rows are
+    written and read exactly as the ORM would. Written with ``?`` placeholders, turned into ``%s``
+    for drivers with the format/pyformat paramstyle (psycopg).
     """
 
     _by_dialect: ClassVar[dict[tuple[str, str], _Prepared]] = {}
@@ -264,10 +280,18 @@ class _Statements:
         return cls(prepared, connection.connection.driver_connection)
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._query(sql, params)[0]
+
+    def _query(
+        self, sql: str, params: Sequence[Any]
+    ) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
+        """The rows, and the driver's type code of each column."""
         cursor = self.dbapi.cursor()
         try:
             cursor.execute(sql, params)
-            return list(cursor.fetchall()) if cursor.description is not None else []
+            if cursor.description is None:
+                return [], ()
+            return list(cursor.fetchall()), tuple(d[1] for d in cursor.description)
         finally:
             cursor.close()
 
@@ -276,8 +300,8 @@ class _Statements:
     ) -> _Inbound | None:
         """Insert the row, claiming the MessageSid; None when it is already there.
 
-        A concurrent transaction claiming the same MessageSid makes this wait for it (the unique
-        index), then do nothing: dedupe holds across processes without an error to catch.
+        A concurrent transaction holding the same MessageSid makes this wait for it (the unique
+        index), then do nothing: dedupe holds across processes, and nobody gets an error.
         """
         p = self.p
         rows = self._rows(
@@ -302,29 +326,35 @@ class _Statements:
 
     def huddles_on_sender(
         self, to_e164: str, messaging_service_sid: str | None
-    ) -> list[_SenderHuddle]:
+    ) -> dict[int, tuple[dict[str, Any], list[str]]]:
+        """Huddle id -> (its columns, its keywords), by id and keyword as the ORM loaded them."""
         if messaging_service_sid:
-            rows = self._rows(self.p.huddles_or_service, (to_e164, messaging_service_sid))
+            rows, types = self._query(self.p.huddles_or_service, (to_e164, messaging_service_sid))
         else:
-            rows = self._rows(self.p.huddles, (to_e164,))
-        keywords: dict[int, list[str]] = {}
-        for huddle_id, keyword in rows:  # ordered by huddle id, then keyword
-            found = keywords.setdefault(huddle_id, [])
-            if keyword is not None:
-                found.append(keyword)
-        return [_SenderHuddle(huddle_id, tuple(words)) for huddle_id, words in keywords.items()]
+            rows, types = self._query(self.p.huddles, (to_e164,))
+        found: dict[int, tuple[dict[str, Any], list[str]]] = {}
+        columns = self.p.huddle_columns
+        width = len(columns)
+        for row in rows:
+            huddle = found.get(row[0])
+            if huddle is None:
+                huddle = found[row[0]] = (columns.values(row[:width], types[:width]), [])
+            if row[width] is not None:
+                huddle[1].append(row[width])
+        return found
 
-    def member(self, phone: str) -> tuple[int | None, list[_SubscriptionState]]:
-        """The member with this phone and their SMS subscriptions, latest change first."""
-        rows = self._rows(self.p.member, (m.SMS, phone))
+    def member(self, phone: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The member with this phone, and their SMS subscriptions, latest change first."""
+        rows, types = self._query(self.p.member, (m.SMS, phone))
         if not rows:
             return None, []
-        subscriptions = [
-            _SubscriptionState(huddle_id, state, step)
-            for _, huddle_id, state, step in rows
-            if huddle_id is not None
+        members, subscriptions = self.p.member_columns, self.p.subscription_columns
+        width = len(members)
+        return members.values(rows[0][:width], types[:width]), [
+            subscriptions.values(row[width:], types[width:])
+            for row in rows
+            if row[width] is not None
         ]
-        return rows[0][0], subscriptions
 
     def member_replied(self, member_id: int, when: datetime) -> None:
         self._rows(self.p.member_replied, (self.p.bind_time(when), member_id))
@@ -347,6 +377,40 @@ def _identity(value: Any) -> Any:
     return value
 
 
+class _Columns:
+    """A model's columns in a SELECT list, and the processors that turn them into attributes.
+
+    Processors depend on the driver's type of each result column (PostgreSQL numerics), so they
+    are made from the cursor's description the first time, as SQLAlchemy does, and kept.
+    """
+
+    def __init__(self, model: type[Any], alias: str, dialect: Dialect) -> None:
+        attributes = list(inspect(model).column_attrs)
+        self.columns: list[Column[Any]] = [a.columns[0] for a in attributes]
+        assert self.columns[0].primary_key  # noqa: S101 - callers read the id first
+        self.keys = tuple(a.key for a in attributes)
+        quote = dialect.identifier_preparer.quote
+        self.sql = ", ".join(f"{alias}.{quote(col.name)}" for col in self.columns)
+        self.dialect = dialect
+        self._processors: dict[tuple[Any, ...], tuple[Callable[[Any], Any], ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def values(self, row: Sequence[Any], types: tuple[Any, ...]) -> dict[str, Any]:
+        processors = self._processors.get(types)
+        if processors is None:
+            dialect = self.dialect
+            processors = self._processors[types] = tuple(
+                col.type.dialect_impl(dialect).result_processor(dialect, type_code) or _identity
+                for col, type_code in zip(self.columns, types, strict=True)
+            )
+        return {
+            key: process(value)
+            for key, process, value in zip(self.keys, processors, row, strict=True)
+        }
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """``_Statements``' SQL and value conversions for one dialect and driver paramstyle."""
@@ -358,6 +422,9 @@ class _Prepared:
     member: str
     member_replied: str
     finish: str
+    huddle_columns: _Columns
+    member_columns: _Columns
+    subscription_columns: _Columns
     bind_time: Callable[[Any], Any]
     bind_bool: Callable[[Any], Any]
 
@@ -367,8 +434,12 @@ class _Prepared:
             text = " ".join(text.split())
             return text if dialect.paramstyle == "qmark" else text.replace("?", "%s")
 
+        huddle_columns = _Columns(Huddle, "h", dialect)
+        member_columns = _Columns(Member, "mb", dialect)
+        subscription_columns = _Columns(Subscription, "s", dialect)
+        # Only the models' own column names are interpolated, never a value.
         huddles = (
-            "SELECT h.id, k.keyword FROM huddles h"
+            f"SELECT {huddle_columns.sql}, k.keyword FROM huddles h"  # noqa: S608
             " LEFT OUTER JOIN join_keywords k ON k.huddle_id = h.id"
             " WHERE {} ORDER BY h.id, k.keyword"
         )
@@ -385,15 +456,18 @@ class _Prepared:
                 huddles.format("(h.sender_number = ? OR h.messaging_service_sid = ?)")
             ),
             member=sql(
-                """SELECT mb.id, s.huddle_id, s.state, s.conversation_step FROM members mb
-                LEFT OUTER JOIN subscriptions s ON s.member_id = mb.id AND s.channel = ?
-                WHERE mb.phone = ? ORDER BY s.updated_at DESC"""
+                f"SELECT {member_columns.sql}, {subscription_columns.sql} FROM members mb"  # noqa: S608
+                " LEFT OUTER JOIN subscriptions s ON s.member_id = mb.id AND s.channel = ?"
+                " WHERE mb.phone = ? ORDER BY s.updated_at DESC"
             ),
             member_replied=sql("UPDATE members SET last_replied_at = ? WHERE id = ?"),
             finish=sql(
                 """UPDATE inbound_messages SET intent = ?, reply_text = ?, member_id = ?,
                 huddle_id = ?, flagged = ? WHERE id = ?"""
             ),
+            huddle_columns=huddle_columns,
+            member_columns=member_columns,
+            subscription_columns=subscription_columns,
             bind_time=time_type.dialect_impl(dialect).bind_processor(dialect) or _identity,
             bind_bool=Boolean().dialect_impl(dialect).bind_processor(dialect) or _identity,
         )
@@ -404,10 +478,25 @@ class _Context:
     session: Session
     sms: InboundSms
     inbound: _Inbound
-    huddles: list[Huddle]
-    member: Member | None
+    snapshot: _Snapshot
     phone: str
     to: str
+    huddles: list[Huddle] = field(init=False)
+    member: Member | None = field(init=False)
+    _flushed: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.huddles = self.snapshot.huddles()
+        self.member = self.snapshot.member()
+        event.listen(self.session, "after_flush", self._after_flush)
+
+    def _after_flush(self, *_args: Any) -> None:
+        self._flushed = True
+
+    def _snapshot_is_current(self) -> bool:
+        """Nothing written yet in this request (flushed or pending): the snapshot still holds."""
+        session = self.session
+        return not (self._flushed or session.new or session.dirty or session.deleted)
 
     def provenance(self) -> consent.Provenance:
         return consent.Provenance(
@@ -420,12 +509,28 @@ class _Context:
     def sms_subscriptions(self, huddles: list[Huddle] | None = None) -> list[Subscription]:
         if self.member is None:
             return []
+        if self.member is self.snapshot.member() and self._snapshot_is_current():
+            found = self.snapshot.subscriptions()
+            if huddles is not None:
+                ids = {x.id for x in huddles}
+                found = [s for s in found if s.huddle_id in ids]
+            return list(found)
         query = select(Subscription).where(
             Subscription.member_id == self.member.id, Subscription.channel == m.SMS
         )
         if huddles is not None:
             query = query.where(Subscription.huddle_id.in_([x.id for x in huddles]))
         return list(self.session.scalars(query.order_by(Subscription.updated_at.desc())))
+
+    def subscription(self, huddle: Huddle) -> Subscription | None:
+        """The member's SMS subscription to ``huddle`` (``consent.get_subscription``)."""
+        if self.member is None:
+            return None
+        if self.member is self.snapshot.member() and self._snapshot_is_current():
+            return next(
+                (s for s in self.snapshot.subscriptions() if s.huddle_id == huddle.id), None
+            )
+        return consent.get_subscription(self.session, self.member, huddle, m.SMS)
 
     def huddle(self, huddle_id: int) -> Huddle:
         for candidate in self.huddles:
@@ -534,20 +639,19 @@ def _opt_out(ctx: _Context, *, all_senders: bool) -> InboundResult:
             action=c.OPT_OUT,
             provenance=provenance,
         )
-    ctx.inbound.huddle_id = _primary_huddle_id(ctx)
+    primary = _primary_huddle(ctx)
+    ctx.inbound.huddle_id = primary.id if primary is not None else None
     intent = Intent.OPT_OUT_ALL if all_senders else Intent.OPT_OUT
     if ctx.sms.opt_out_type:
         # Twilio's Advanced Opt-Out already sent the confirmation; a second would be one too many.
         return InboundResult(intent.value, None)
-    return InboundResult(
-        intent.value, copy.stop_reply(_primary_huddle(ctx), all_senders=all_senders)
-    )
+    return InboundResult(intent.value, copy.stop_reply(primary, all_senders=all_senders))
 
 
 def _join(ctx: _Context, huddle: Huddle) -> InboundResult:
+    subscription = ctx.subscription(huddle)  # read first: a new member has none
     member = ctx.ensure_member()
     ctx.inbound.huddle_id = huddle.id
-    subscription = consent.get_subscription(ctx.session, member, huddle, m.SMS)
     provenance = ctx.provenance()
     if subscription is not None and subscription.state == m.ACTIVE:
         return InboundResult(Intent.JOIN.value, copy.message("already_member", huddle))
@@ -594,7 +698,7 @@ def _activate(ctx: _Context, huddle: Huddle, provenance: consent.Provenance) -> 
 def _welcome_and_maybe_ask(ctx: _Context, huddle: Huddle) -> str:
     text = copy.welcome(huddle)
     if huddle.profile_questions and ctx.member is not None:
-        subscription = consent.get_subscription(ctx.session, ctx.member, huddle, m.SMS)
+        subscription = ctx.subscription(huddle)
         if subscription is not None:
             subscription.conversation_step = "first_name"
             text += "\n" + copy.message("profile_first_name", huddle)

@@ -16,10 +16,14 @@ from webhooks.signatures import require_twilio_signature
 bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")
 
 
+_EMPTY_TWIML = str(MessagingResponse())  # most texts (replies for the inbox) get no answer
+
+
 def _twiml(reply: str | None) -> Response:
+    if not reply:
+        return Response(_EMPTY_TWIML, mimetype="text/xml")
     response = MessagingResponse()
-    if reply:
-        response.message(reply)
+    response.message(reply)
     return Response(str(response), mimetype="text/xml")
 
 
