@@ -39,6 +39,7 @@ def campaign() -> None:
 @click.option("--send-at", help="ISO time with offset, e.g. 2026-12-01T18:00:00-05:00.")
 @click.option("--rate", type=float, help="Segments per second for this campaign's sender.")
 @click.option("--window", help="Narrow the local sending window, e.g. 10:00-19:00.")
+@click.option("--quiet-hours", is_flag=True, help="Email only: keep recipients' quiet hours too.")
 @pass_ctx
 def create(
     ctx: Context,
@@ -51,8 +52,12 @@ def create(
     send_at: str | None,
     rate: float | None,
     window: str | None,
+    quiet_hours: bool,
 ) -> None:
-    """Draft a campaign and print its id. Every fixable error is reported now."""
+    """Draft a campaign and print its id. Every fixable error is reported now.
+
+    --segment takes a filter ("tag:volunteer zip:021*") or a saved segment ("@volunteers").
+    """
     svc = ctx.services
     when = None
     if send_at:
@@ -77,6 +82,7 @@ def create(
                 rate=rate,
                 quiet_start=quiet_start,
                 quiet_end=quiet_end,
+                respect_quiet_hours=quiet_hours,
                 created_by="cli",
             )
             click.echo(created.id)

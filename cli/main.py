@@ -11,6 +11,7 @@ import click
 
 from cli import runner
 from cli.campaigns import campaign
+from cli.segments import segment
 from cli.context import Context, pass_ctx
 from outreach import migrate
 from outreach.consent import history
@@ -262,6 +263,7 @@ def consent_history(ctx: Context, address: str) -> None:
 
 
 main.add_command(campaign)
+main.add_command(segment)
 
 
 @main.command("seed-demo")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from outreach import email_render, segments, templating
 from outreach.clock import utcnow
 from outreach.huddles import get_huddle
-from outreach.models import Campaign, Delivery, Huddle
+from outreach.models import Campaign, Delivery, Huddle, Segment
 from outreach.models import campaigns as k
 from outreach.models import members as m
 
@@ -51,15 +51,17 @@ def create_campaign(
     rate: float | None = None,
     quiet_start: str | None = None,
     quiet_end: str | None = None,
+    respect_quiet_hours: bool | None = None,
     created_by: str | None = None,
 ) -> Campaign:
     """Draft a campaign; every error an organizer can fix is raised now, with its reason."""
     huddle = get_huddle(session, huddle_slug)
     if channel not in m.CHANNELS:
         raise CampaignError(f"channel must be sms or email, not {channel!r}")
+    segment_filter = resolve_segment(session, huddle, segment_filter or "")
     try:
-        segments.validate(segment_filter or "")
-    except segments.SegmentSyntaxError as exc:
+        segments.check_huddle(segments.parse(segment_filter), huddle.slug)
+    except segments.SegmentError as exc:
         raise CampaignError(f"segment: {exc}") from None
     try:
         templating.compile_template(body, channel=channel)  # type: ignore[arg-type]
@@ -101,7 +103,8 @@ def create_campaign(
         rate=rate,
         quiet_start=quiet_start,
         quiet_end=quiet_end,
-        respect_quiet_hours=channel == m.SMS,
+        # Texts always keep quiet hours; email only when the organizer asks.
+        respect_quiet_hours=True if channel == m.SMS else bool(respect_quiet_hours),
         created_by=created_by,
         created_at=utcnow(),
     )
@@ -113,6 +116,18 @@ def create_campaign(
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def resolve_segment(session: Session, huddle: Huddle, text: str) -> str:
+    """``@name`` means the huddle's saved segment of that name; anything else is a filter."""
+    if not text.startswith("@"):
+        return text
+    saved = session.scalars(
+        select(Segment).where(Segment.huddle_id == huddle.id, Segment.name == text[1:])
+    ).one_or_none()
+    if saved is None:
+        raise CampaignError(f"huddle {huddle.slug} has no saved segment {text[1:]!r}")
+    return saved.filter
 
 
 def get_campaign(session: Session, campaign_id: int, *, for_update: bool = False) -> Campaign:

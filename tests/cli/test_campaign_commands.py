@@ -137,3 +137,47 @@ def test_scheduled_campaign_waits_for_its_time(
     run_worker(services)
     with services.sessions() as session:
         assert session.scalar(select(func.count(OutboxMessage.id))) == 0
+
+
+def test_segments_count_save_and_use_in_a_campaign(
+    cli: CliRunner, services: Services, audience: None
+) -> None:
+    assert run(cli, "segment", "count", "--huddle", "logan", "tag:volunteer").startswith(
+        "6 members"
+    )
+    assert run(cli, "segment", "count", "--huddle", "logan").startswith("10 members")
+    bad = cli.invoke(main, ["segment", "count", "--huddle", "logan", "tag:volunteer or"])
+    assert bad.exit_code == 1
+    assert "^" in bad.output
+    foreign = cli.invoke(main, ["segment", "count", "--huddle", "logan", "huddle:boston"])
+    assert foreign.exit_code == 1
+    assert "boston" in foreign.output
+    assert "saved segment @volunteers" in run(
+        cli, "segment", "save", "--huddle", "logan", "--name", "volunteers", "tag:volunteer"
+    )
+    assert "@volunteers\ttag:volunteer" in run(cli, "segment", "list", "--huddle", "logan")
+    campaign_id = run(
+        cli,
+        "campaign",
+        "create",
+        "--huddle",
+        "logan",
+        "--segment",
+        "@volunteers",
+        "--body",
+        "Hi",
+        "--rate",
+        "500",
+    ).strip()
+    assert "6 recipients" in run(cli, "campaign", "launch", campaign_id)
+    missing = cli.invoke(
+        main, ["campaign", "create", "--huddle", "logan", "--segment", "@nope", "--body", "Hi"]
+    )
+    assert missing.exit_code == 1
+    assert "no saved segment 'nope'" in missing.output
+    other = cli.invoke(
+        main,
+        ["campaign", "create", "--huddle", "logan", "--segment", "huddle:boston", "--body", "Hi"],
+    )
+    assert other.exit_code == 1
+    assert "segment:" in other.output
