@@ -11,8 +11,8 @@ import click
 
 from cli import runner
 from cli.campaigns import campaign
-from cli.segments import segment
 from cli.context import Context, pass_ctx
+from cli.segments import segment
 from outreach import migrate
 from outreach.consent import history
 from outreach.huddles import HuddleError, create_huddle, get_huddle, list_huddles
