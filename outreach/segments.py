@@ -1130,8 +1130,10 @@ class _Audience:
             return self.select_ids(node, "count").scalar_subquery()
         if not any(_drivable(c) for c in conjuncts):
             excluded = [c for c in conjuncts if _drivable(_nnf(c, negate=True))]
-            if excluded:
-                rest = _combine([c for c in conjuncts if c not in excluded], conjunction=True)
+            rest = _combine([c for c in conjuncts if c not in excluded], conjunction=True)
+            # PostgreSQL anti-joins well by itself once it scans the audience anyway: subtract
+            # only from a bare audience count (an index-only count). SQLite probes row by row.
+            if excluded and (self.sqlite or rest == _TRUE):
                 removed = _combine([_nnf(c, negate=True) for c in excluded], conjunction=False)
                 both = _combine([rest, removed], conjunction=True)
                 return self.count_expression(rest) - self.count_expression(both)

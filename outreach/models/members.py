@@ -24,13 +24,15 @@ class Member(Base):
     """A person. One row per E.164 phone and per normalized email (both unique when present)."""
 
     __tablename__ = "members"
+    # zip prefix ranges (segments) read (zip, id) from the index alone on PostgreSQL.
+    __table_args__ = (Index("ix_members_zip_id", "zip", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
-    zip: Mapped[str | None] = mapped_column(String(10), index=True)
+    zip: Mapped[str | None] = mapped_column(String(10))
     timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -48,8 +50,15 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
         UniqueConstraint("member_id", "huddle_id", "channel"),
-        # Segment and audience queries start from a huddle's active subscribers.
-        Index("ix_subscriptions_huddle_channel_state", "huddle_id", "channel", "state"),
+        # Segment and audience queries start from a huddle's active subscribers: with the
+        # member id in the index they never touch the table.
+        Index(
+            "ix_subscriptions_huddle_channel_state_member",
+            "huddle_id",
+            "channel",
+            "state",
+            "member_id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -86,7 +95,9 @@ class MemberField(Base):
     __tablename__ = "member_fields"
     __table_args__ = (
         UniqueConstraint("huddle_id", "member_id", "name"),
-        Index("ix_member_fields_huddle_name_value", "huddle_id", "name", "value"),
+        Index(
+            "ix_member_fields_huddle_name_value_member", "huddle_id", "name", "value", "member_id"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
