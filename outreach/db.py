@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,8 +42,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(connection: Connection) -> None:
+    # Straight to the driver: this runs for every transaction, and SQLAlchemy's statement
+    # machinery costs several times the BEGIN itself. Errors are wrapped as exec_driver_sql would
+    # (sqlite3.OperationalError "database is locked" -> sqlalchemy.exc.OperationalError).
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    except dbapi.Error as error:
+        raise exc.DBAPIError.instance(
+            "BEGIN IMMEDIATE", (), error, dbapi.Error, dialect=connection.dialect
+        ) from error
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -100,9 +100,19 @@ def _layout_environment() -> Environment:
 
 
 def prepare(campaign: Campaign, huddle: Huddle) -> PreparedEmail:
-    """Compile subject, HTML and text once per campaign (raises TemplateError)."""
-    content = body_to_html(campaign.body)
-    postal = huddle.postal_address or ""
+    """Compile subject, HTML and text once per campaign (raises TemplateError).
+
+    The result depends only on the body, the subject and the postal address, and is cached on
+    them: each send job of a campaign used to convert, sanitize and compile it again, about 20 ms
+    a job (a tenth of a 500-recipient batched job). A changed body, subject or address is a new
+    key, so nothing stale is ever used; errors are not cached.
+    """
+    return _prepare(campaign.body, campaign.subject or "", huddle.postal_address or "")
+
+
+@functools.lru_cache(maxsize=32)
+def _prepare(body: str, subject: str, postal: str) -> PreparedEmail:
+    content = body_to_html(body)
     # The page is compiled as a template afterwards: what the organizer did not write as a
     # merge tag (the postal address) must not be read as one, so its braces are neutralized.
     page = (
@@ -129,7 +139,7 @@ def prepare(campaign: Campaign, huddle: Huddle) -> PreparedEmail:
         ]
     )
     return PreparedEmail(
-        subject=templating.compile_template(campaign.subject or "", channel="email"),
+        subject=templating.compile_template(subject, channel="email"),
         html=templating.compile_template(page, channel="email"),
         text=templating.compile_template(text, channel="email"),
     )

@@ -5,18 +5,19 @@ answer), then opt-out (committed before the webhook answers), then HELP, join ke
 confirmations, START, the profile conversation, and last the inbox. An opt-out is never swallowed
 by a conversation or a keyword.
 
-This is the webhook's hot path (bench/inbound_webhook.py measures it), so the transaction starts
-with three plain SQL statements on the session's own connection (:class:`_Statements`): claim the
-MessageSid, read the huddles on the number texted with their keywords, and read the member with
-their SMS subscriptions (:class:`_Snapshot`). The two commonest texts, a member's reply for the
-inbox and HELP, are answered from that snapshot (:func:`_answer_from_snapshot`). Everything else
-goes through :func:`_dispatch` and ``outreach.consent`` with the ORM, whose session starts with
-the snapshot's rows as already-loaded objects and serves ``sms_subscriptions`` from it until the
-first write of the request.
+This is the webhook's hot path (bench/inbound_webhook.py measures it). The transaction starts
+with three plain SQL statements sent together (:class:`_Statements`): claim the MessageSid, read
+the huddles on the number texted with their keywords, and read the member with their SMS
+subscriptions (:class:`_Snapshot`). The two commonest texts, a member's reply for the inbox and
+HELP, are answered from that snapshot (:func:`_answer_from_snapshot`). Everything else goes
+through :func:`_dispatch` and ``outreach.consent`` with an ORM session in the same transaction,
+which starts with the snapshot's rows as already-loaded objects and serves ``sms_subscriptions``
+from them until the request's first write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import Boolean, Column, Dialect, event, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Boolean, Column, Connection, Dialect, Engine, event, inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from outreach import consent, copy
@@ -88,14 +89,15 @@ def handle_inbound(
     from_e164 = _normalize_phone(sms.from_raw, default_region)
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
     try:
-        with factory() as session, session.begin():
-            sql = _Statements.on(session)
-            inbound = sql.claim(sms, from_e164, to_e164[:64], utcnow())
+        with _engine(factory).connect() as connection, connection.begin():
+            sql = _Statements.on(connection)
+            inbound, first = sql.claim_and_read(sms, from_e164, to_e164, utcnow())
             if inbound is None:
                 # Already applied (a retry, or the same MessageSid raced us and won).
                 intent, reply = sql.answered(sms.message_sid)
                 return InboundResult(intent, reply, duplicate=True)
-            outcome = _apply(session, sql, sms, inbound, from_e164, to_e164)
+            with _Orm(factory, connection) as orm:
+                outcome = _apply(orm, sql, sms, inbound, first, from_e164, to_e164)
             sql.finish(inbound, outcome)
             return outcome
     except IntegrityError:
@@ -105,6 +107,46 @@ def handle_inbound(
                 select(InboundMessage).where(InboundMessage.message_sid == sms.message_sid)
             ).one()
             return InboundResult(existing.intent, existing.reply_text, duplicate=True)
+
+
+def _engine(factory: sessionmaker[Session]) -> Engine:
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        return bind
+    with factory() as session:  # not bound to an Engine directly: ask a session
+        found = session.get_bind()
+    return found if isinstance(found, Engine) else found.engine
+
+
+class _Orm:
+    """An ORM session in the text's transaction, made on first use: most texts need none.
+
+    On success its changes are flushed before the transaction commits; either way it is closed,
+    which leaves the transaction (the connection's, not the session's) alone.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], connection: Connection) -> None:
+        self._factory = factory
+        self._connection = connection
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self._factory(bind=self._connection)
+        return self._session
+
+    def __enter__(self) -> _Orm:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if self._session is None:
+            return
+        try:
+            if exc_type is None:
+                self._session.flush()
+        finally:
+            self._session.close()
 
 
 def storable(text: str, limit: int) -> str:
@@ -122,30 +164,28 @@ class _Inbound:
     huddle_id: int | None = None
     member_id: int | None = None
     flagged: bool = False
+    member_replied: bool = False  # set members.last_replied_at = received_at (a reply's one write)
 
 
 def _apply(
-    session: Session,
+    orm: _Orm,
     sql: _Statements,
     sms: InboundSms,
     inbound: _Inbound,
+    first: _FirstRead | None,
     from_e164: str | None,
     to_e164: str,
 ) -> InboundResult:
-    if from_e164 is None:
+    if from_e164 is None or first is None:
         log.info("inbound %s from a non-number sender ignored", sms.message_sid)
         return InboundResult(IGNORED, None)
 
-    snapshot = _Snapshot(
-        session,
-        sql.huddles_on_sender(to_e164, sms.messaging_service_sid),
-        *sql.member(from_e164),
-    )
-    result = classify(sms.body, snapshot.keywords.keys())
+    snapshot = _Snapshot(orm, sql, first)
+    result = classify(sms.body, snapshot.keyword_huddles.keys())
     intent = _intent_with_opt_out_type(result, sms.opt_out_type)
-    outcome = _answer_from_snapshot(snapshot, sql, inbound, intent)
+    outcome = _answer_from_snapshot(snapshot, inbound, intent)
     if outcome is None:
-        context = _Context(session, sms, inbound, snapshot, from_e164, to_e164)
+        context = _Context(orm.session, sms, inbound, snapshot, from_e164, to_e164)
         outcome = _dispatch(context, intent, result, snapshot.keywords)
         if context.member is not None:
             inbound.member_id = context.member.id
@@ -160,7 +200,7 @@ def _apply(
 
 
 def _answer_from_snapshot(
-    snapshot: _Snapshot, sql: _Statements, inbound: _Inbound, intent: Intent
+    snapshot: _Snapshot, inbound: _Inbound, intent: Intent
 ) -> InboundResult | None:
     """A member's reply for the inbox, and HELP, exactly as ``_dispatch`` answers them; else None.
 
@@ -177,7 +217,7 @@ def _answer_from_snapshot(
         assert snapshot.member_row is not None  # noqa: S101 - subscriptions exist only for a member
         inbound.huddle_id = on_sender[0]["huddle_id"]
         inbound.member_id = snapshot.member_row["id"]
-        sql.member_replied(inbound.member_id, inbound.received_at)
+        inbound.member_replied = True
         return InboundResult(intent.value, None)
     if intent is Intent.HELP:
         # _primary_huddle: the member's latest huddle on this sender, else the sender's first.
@@ -197,19 +237,14 @@ class _Snapshot:
     (``make_transient_to_detached`` + ``add``: what a query would have loaded, without the query).
     """
 
-    def __init__(
-        self,
-        session: Session,
-        huddles: dict[int, tuple[dict[str, Any], list[str]]],
-        member_row: dict[str, Any] | None,
-        subscription_rows: list[dict[str, Any]],
-    ) -> None:
-        self.session = session
-        self.huddle_rows = {huddle_id: row for huddle_id, (row, _) in huddles.items()}
+    def __init__(self, orm: _Orm, sql: _Statements, first: _FirstRead) -> None:
+        self.orm = orm
+        self.sql = sql
+        self.huddle_rows = {huddle_id: row for huddle_id, (row, _) in first.huddles.items()}
         # huddles by id, keywords by keyword: the order the ORM loaded them in
-        self.keyword_huddles = {k: hid for hid, (_, words) in huddles.items() for k in words}
-        self.member_row = member_row
-        self.subscription_rows = subscription_rows  # the member's SMS ones, latest change first
+        self.keyword_huddles = {k: hid for hid, (_, words) in first.huddles.items() for k in words}
+        self.member_row = first.member
+        self.subscription_rows = first.subscriptions  # the member's SMS ones, latest change first
         self._huddles: dict[int, Huddle] = {}
         self._member: Member | None = None
         self._subscriptions: list[Subscription] | None = None
@@ -218,14 +253,14 @@ class _Snapshot:
     def keywords(self) -> dict[str, Huddle]:
         return {k: self.huddle(hid) for k, hid in self.keyword_huddles.items()}
 
-    def subscriptions_on_sender(self) -> list[dict[str, Any]]:
+    def subscriptions_on_sender(self) -> list[_Row]:
         return [s for s in self.subscription_rows if s["huddle_id"] in self.huddle_rows]
 
     def huddle(self, huddle_id: int) -> Huddle:
         found = self._huddles.get(huddle_id)
         if found is None:
             found = self._huddles[huddle_id] = _loaded(
-                self.session, Huddle, self.huddle_rows[huddle_id]
+                self.orm.session, Huddle, self.huddle_rows[huddle_id].attributes()
             )
         return found
 
@@ -234,13 +269,21 @@ class _Snapshot:
 
     def member(self) -> Member | None:
         if self._member is None and self.member_row is not None:
-            self._member = _loaded(self.session, Member, self.member_row)
+            self._member = _loaded(self.orm.session, Member, self.member_row.attributes())
         return self._member
+
+    def new_member(self, phone: str, created_at: datetime) -> Member:
+        """A member for a number we have not met: inserted as the ORM would, without a flush."""
+        row = dict.fromkeys(self.sql.p.member_columns.keys)
+        row.update(phone=phone, created_at=created_at)
+        row["id"] = self.sql.insert_member(phone, created_at)
+        return _loaded(self.orm.session, Member, row)
 
     def subscriptions(self) -> list[Subscription]:
         if self._subscriptions is None:
             self._subscriptions = [
-                _loaded(self.session, Subscription, row) for row in self.subscription_rows
+                _loaded(self.orm.session, Subscription, row.attributes())
+                for row in self.subscription_rows
             ]
         return self._subscriptions
 
@@ -253,14 +296,24 @@ def _loaded(session: Session, cls: type[_T], row: dict[str, Any]) -> _T:
     return instance
 
 
+@dataclass(frozen=True)
+class _FirstRead:
+    """The huddles on the number texted (id -> columns, keywords), the member, their SMS subs."""
+
+    huddles: dict[int, tuple[_Row, list[str]]]
+    member: _Row | None
+    subscriptions: list[_Row]
+
+
 class _Statements:
-    """The hot path's SQL, run on the session's connection inside its transaction.
+    """The hot path's SQL, run on the transaction's connection.
 
     Plain DB-API calls: for these few statements SQLAlchemy's statement building, compilation
     cache lookup and result machinery cost several times the database work. Values go through
     the columns' own bind and result processors (the conversions the ORM applies), so rows are
     written and read exactly as the ORM would. Written with ``?`` placeholders, turned into ``%s``
-    for drivers with the format/pyformat paramstyle (psycopg).
+    for drivers with the format/pyformat paramstyle (psycopg). Statements that go together are
+    sent together: on PostgreSQL in psycopg's pipeline mode, one round trip for the batch.
     """
 
     _by_dialect: ClassVar[dict[tuple[str, str], _Prepared]] = {}
@@ -270,8 +323,7 @@ class _Statements:
         self.dbapi = dbapi_connection
 
     @classmethod
-    def on(cls, session: Session) -> _Statements:
-        connection = session.connection()  # begins the transaction (BEGIN IMMEDIATE on SQLite)
+    def on(cls, connection: Connection) -> _Statements:
         dialect = connection.dialect
         key = (dialect.name, dialect.paramstyle)
         prepared = cls._by_dialect.get(key)
@@ -279,38 +331,57 @@ class _Statements:
             prepared = cls._by_dialect[key] = _Prepared.for_dialect(dialect)
         return cls(prepared, connection.connection.driver_connection)
 
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self._query(sql, params)[0]
+    def _run(self, *statements: tuple[str, Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
+        """Each statement's rows (none for UPDATEs), the statements sent as one batch.
 
-    def _query(
-        self, sql: str, params: Sequence[Any]
-    ) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
-        """The rows, and the driver's type code of each column."""
-        cursor = self.dbapi.cursor()
+        Driver errors come out as SQLAlchemy's (a unique violation is an ``IntegrityError``).
+        """
+        dbapi_error = self.p.dialect.loaded_dbapi.Error
         try:
-            cursor.execute(sql, params)
-            if cursor.description is None:
-                return [], ()
-            return list(cursor.fetchall()), tuple(d[1] for d in cursor.description)
+            return self._send(statements)
+        except dbapi_error as error:
+            raise DBAPIError.instance(
+                statements[0][0], statements[0][1], error, dbapi_error, dialect=self.p.dialect
+            ) from error
+
+    def _send(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        cursors = []
+        try:
+            with self.dbapi.pipeline() if self.p.pipeline else contextlib.nullcontext():
+                for statement, params in statements:
+                    cursor = self.dbapi.cursor()
+                    cursors.append(cursor)
+                    cursor.execute(statement, params)
+            results = []
+            for (statement, _), cursor in zip(statements, cursors, strict=True):
+                if statement in self.p.returns_rows:
+                    if statement not in self.p.result_types:  # once: psycopg builds it each time
+                        self.p.result_types[statement] = tuple(d[1] for d in cursor.description)
+                    results.append(list(cursor.fetchall()))
+                else:
+                    results.append([])
+            return results
         finally:
-            cursor.close()
+            for cursor in cursors:
+                cursor.close()
 
-    def claim(
-        self, sms: InboundSms, from_e164: str | None, to_number: str, now: datetime
-    ) -> _Inbound | None:
-        """Insert the row, claiming the MessageSid; None when it is already there.
+    def claim_and_read(
+        self, sms: InboundSms, from_e164: str | None, to_e164: str, now: datetime
+    ) -> tuple[_Inbound | None, _FirstRead | None]:
+        """Insert the row, claiming the MessageSid (None when it is already there), and read.
 
-        A concurrent transaction holding the same MessageSid makes this wait for it (the unique
-        index), then do nothing: dedupe holds across processes, and nobody gets an error.
+        A concurrent transaction holding the same MessageSid makes the INSERT wait for it (the
+        unique index), then do nothing: dedupe holds across processes, and nobody gets an error.
+        Texts from a phone number also read the huddles on the number texted and the member.
         """
         p = self.p
-        rows = self._rows(
+        claim = (
             p.claim,
             (
                 sms.message_sid,
                 sms.from_raw,
                 from_e164,
-                to_number,
+                to_e164[:64],
                 sms.body,
                 IGNORED,
                 p.bind_bool(False),
@@ -318,63 +389,90 @@ class _Statements:
                 p.bind_time(now),
             ),
         )
-        return _Inbound(id=rows[0][0], received_at=now) if rows else None
+        if from_e164 is None:
+            (claimed,) = self._run(claim)
+            return (_Inbound(id=claimed[0][0], received_at=now) if claimed else None), None
+        service = sms.messaging_service_sid
+        huddles = (p.huddles_or_service, (to_e164, service)) if service else (p.huddles, (to_e164,))
+        member = (p.member, (m.SMS, from_e164))
+        claimed, huddle_rows, member_rows = self._run(claim, huddles, member)
+        if not claimed:
+            return None, None
+        inbound = _Inbound(id=claimed[0][0], received_at=now)
+        return inbound, self._first_read(huddles[0], huddle_rows, member_rows)
 
-    def answered(self, message_sid: str) -> tuple[str, str | None]:
-        intent, reply = self._rows(self.p.answered, (message_sid,))[0]
-        return intent, reply
-
-    def huddles_on_sender(
-        self, to_e164: str, messaging_service_sid: str | None
-    ) -> dict[int, tuple[dict[str, Any], list[str]]]:
-        """Huddle id -> (its columns, its keywords), by id and keyword as the ORM loaded them."""
-        if messaging_service_sid:
-            rows, types = self._query(self.p.huddles_or_service, (to_e164, messaging_service_sid))
-        else:
-            rows, types = self._query(self.p.huddles, (to_e164,))
-        found: dict[int, tuple[dict[str, Any], list[str]]] = {}
-        columns = self.p.huddle_columns
+    def _first_read(
+        self,
+        huddle_sql: str,
+        huddle_rows: list[tuple[Any, ...]],
+        member_rows: list[tuple[Any, ...]],
+    ) -> _FirstRead:
+        p = self.p
+        types = p.result_types[huddle_sql]
+        columns = p.huddle_columns
         width = len(columns)
-        for row in rows:
-            huddle = found.get(row[0])
+        huddles: dict[int, tuple[_Row, list[str]]] = {}
+        for row in huddle_rows:  # ordered by huddle id, then keyword
+            huddle = huddles.get(row[0])
             if huddle is None:
-                huddle = found[row[0]] = (columns.values(row[:width], types[:width]), [])
+                huddle = huddles[row[0]] = (_Row(columns, row[:width], types[:width]), [])
             if row[width] is not None:
                 huddle[1].append(row[width])
-        return found
-
-    def member(self, phone: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """The member with this phone, and their SMS subscriptions, latest change first."""
-        rows, types = self._query(self.p.member, (m.SMS, phone))
-        if not rows:
-            return None, []
-        members, subscriptions = self.p.member_columns, self.p.subscription_columns
+        if not member_rows:
+            return _FirstRead(huddles, None, [])
+        types = p.result_types[p.member]
+        members, subscriptions = p.member_columns, p.subscription_columns
         width = len(members)
-        return members.values(rows[0][:width], types[:width]), [
-            subscriptions.values(row[width:], types[width:])
-            for row in rows
-            if row[width] is not None
-        ]
+        return _FirstRead(
+            huddles,
+            _Row(members, member_rows[0][:width], types[:width]),
+            [
+                _Row(subscriptions, row[width:], types[width:])
+                for row in member_rows
+                if row[width] is not None  # a member without subscriptions: one row of NULLs
+            ],
+        )
 
-    def member_replied(self, member_id: int, when: datetime) -> None:
-        self._rows(self.p.member_replied, (self.p.bind_time(when), member_id))
+    def answered(self, message_sid: str) -> tuple[str, str | None]:
+        ((intent, reply),) = self._run((self.p.answered, (message_sid,)))[0]
+        return intent, reply
+
+    def insert_member(self, phone: str, created_at: datetime) -> int:
+        (inserted,) = self._run((self.p.insert_member, (phone, self.p.bind_time(created_at))))
+        member_id: int = inserted[0][0]
+        return member_id
 
     def finish(self, inbound: _Inbound, outcome: InboundResult) -> None:
-        self._rows(
-            self.p.finish,
+        p = self.p
+        statements: list[tuple[str, Sequence[Any]]] = [
             (
-                outcome.intent,
-                outcome.reply,
-                inbound.member_id,
-                inbound.huddle_id,
-                self.p.bind_bool(inbound.flagged),
-                inbound.id,
-            ),
-        )
+                p.finish,
+                (
+                    outcome.intent,
+                    outcome.reply,
+                    inbound.member_id,
+                    inbound.huddle_id,
+                    p.bind_bool(inbound.flagged),
+                    inbound.id,
+                ),
+            )
+        ]
+        if inbound.member_replied:
+            when = p.bind_time(inbound.received_at)
+            statements.append((p.member_replied, (when, inbound.member_id)))
+        self._run(*statements)
 
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _pipeline_supported() -> bool:
+    try:
+        from psycopg import Pipeline  # noqa: PLC0415 - only PostgreSQL deployments have it
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return bool(Pipeline.is_supported())
 
 
 class _Columns:
@@ -385,10 +483,18 @@ class _Columns:
     """
 
     def __init__(self, model: type[Any], alias: str, dialect: Dialect) -> None:
-        attributes = list(inspect(model).column_attrs)
+        table = model.__table__
+        attributes = [
+            a
+            for a in inspect(model).column_attrs
+            if len(a.columns) == 1
+            and isinstance(a.columns[0], Column)
+            and a.columns[0].table is table
+        ]  # anything else (an expression, another table's column) is left to load on access
         self.columns: list[Column[Any]] = [a.columns[0] for a in attributes]
         assert self.columns[0].primary_key  # noqa: S101 - callers read the id first
         self.keys = tuple(a.key for a in attributes)
+        self.index = {key: i for i, key in enumerate(self.keys)}
         quote = dialect.identifier_preparer.quote
         self.sql = ", ".join(f"{alias}.{quote(col.name)}" for col in self.columns)
         self.dialect = dialect
@@ -397,17 +503,37 @@ class _Columns:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def values(self, row: Sequence[Any], types: tuple[Any, ...]) -> dict[str, Any]:
-        processors = self._processors.get(types)
-        if processors is None:
+    def processors(self, types: tuple[Any, ...]) -> tuple[Callable[[Any], Any], ...]:
+        found = self._processors.get(types)
+        if found is None:
             dialect = self.dialect
-            processors = self._processors[types] = tuple(
+            found = self._processors[types] = tuple(
                 col.type.dialect_impl(dialect).result_processor(dialect, type_code) or _identity
                 for col, type_code in zip(self.columns, types, strict=True)
             )
+        return found
+
+
+class _Row:
+    """One model's columns of a result row, converted (as the ORM would) only when read."""
+
+    __slots__ = ("_columns", "_processors", "_values")
+
+    def __init__(self, columns: _Columns, values: Sequence[Any], types: tuple[Any, ...]) -> None:
+        self._columns = columns
+        self._values = values
+        self._processors = columns.processors(types)
+
+    def __getitem__(self, key: str) -> Any:
+        i = self._columns.index[key]
+        return self._processors[i](self._values[i])
+
+    def attributes(self) -> dict[str, Any]:
         return {
             key: process(value)
-            for key, process, value in zip(self.keys, processors, row, strict=True)
+            for key, process, value in zip(
+                self._columns.keys, self._processors, self._values, strict=True
+            )
         }
 
 
@@ -420,6 +546,7 @@ class _Prepared:
     huddles: str
     huddles_or_service: str
     member: str
+    insert_member: str
     member_replied: str
     finish: str
     huddle_columns: _Columns
@@ -427,6 +554,10 @@ class _Prepared:
     subscription_columns: _Columns
     bind_time: Callable[[Any], Any]
     bind_bool: Callable[[Any], Any]
+    dialect: Dialect
+    pipeline: bool  # psycopg's pipeline mode: a batch of statements in one round trip
+    returns_rows: frozenset[str]
+    result_types: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> _Prepared:
@@ -444,22 +575,29 @@ class _Prepared:
             " WHERE {} ORDER BY h.id, k.keyword"
         )
         time_type = InboundMessage.__table__.c.received_at.type
+        claim = sql(
+            """INSERT INTO inbound_messages (message_sid, from_raw, from_e164, to_number, body,
+            intent, flagged, handled, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (message_sid) DO NOTHING RETURNING id"""
+        )
+        answered = sql("SELECT intent, reply_text FROM inbound_messages WHERE message_sid = ?")
+        by_number = sql(huddles.format("h.sender_number = ?"))
+        by_number_or_service = sql(
+            huddles.format("(h.sender_number = ? OR h.messaging_service_sid = ?)")
+        )
+        member = sql(
+            f"SELECT {member_columns.sql}, {subscription_columns.sql} FROM members mb"  # noqa: S608
+            " LEFT OUTER JOIN subscriptions s ON s.member_id = mb.id AND s.channel = ?"
+            " WHERE mb.phone = ? ORDER BY s.updated_at DESC"
+        )
+        insert_member = sql("INSERT INTO members (phone, created_at) VALUES (?, ?) RETURNING id")
         return cls(
-            claim=sql(
-                """INSERT INTO inbound_messages (message_sid, from_raw, from_e164, to_number, body,
-                intent, flagged, handled, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (message_sid) DO NOTHING RETURNING id"""
-            ),
-            answered=sql("SELECT intent, reply_text FROM inbound_messages WHERE message_sid = ?"),
-            huddles=sql(huddles.format("h.sender_number = ?")),
-            huddles_or_service=sql(
-                huddles.format("(h.sender_number = ? OR h.messaging_service_sid = ?)")
-            ),
-            member=sql(
-                f"SELECT {member_columns.sql}, {subscription_columns.sql} FROM members mb"  # noqa: S608
-                " LEFT OUTER JOIN subscriptions s ON s.member_id = mb.id AND s.channel = ?"
-                " WHERE mb.phone = ? ORDER BY s.updated_at DESC"
-            ),
+            claim=claim,
+            answered=answered,
+            huddles=by_number,
+            huddles_or_service=by_number_or_service,
+            member=member,
+            insert_member=insert_member,
             member_replied=sql("UPDATE members SET last_replied_at = ? WHERE id = ?"),
             finish=sql(
                 """UPDATE inbound_messages SET intent = ?, reply_text = ?, member_id = ?,
@@ -470,6 +608,11 @@ class _Prepared:
             subscription_columns=subscription_columns,
             bind_time=time_type.dialect_impl(dialect).bind_processor(dialect) or _identity,
             bind_bool=Boolean().dialect_impl(dialect).bind_processor(dialect) or _identity,
+            dialect=dialect,
+            pipeline=dialect.driver == "psycopg" and _pipeline_supported(),
+            returns_rows=frozenset(
+                [claim, answered, by_number, by_number_or_service, member, insert_member]
+            ),
         )
 
 
@@ -483,7 +626,7 @@ class _Context:
     to: str
     huddles: list[Huddle] = field(init=False)
     member: Member | None = field(init=False)
-    _flushed: bool = field(default=False, init=False)
+    _wrote: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.huddles = self.snapshot.huddles()
@@ -491,12 +634,12 @@ class _Context:
         event.listen(self.session, "after_flush", self._after_flush)
 
     def _after_flush(self, *_args: Any) -> None:
-        self._flushed = True
+        self._wrote = True
 
     def _snapshot_is_current(self) -> bool:
         """Nothing written yet in this request (flushed or pending): the snapshot still holds."""
         session = self.session
-        return not (self._flushed or session.new or session.dirty or session.deleted)
+        return not (self._wrote or session.new or session.dirty or session.deleted)
 
     def provenance(self) -> consent.Provenance:
         return consent.Provenance(
@@ -546,9 +689,8 @@ class _Context:
 
     def ensure_member(self) -> Member:
         if self.member is None:
-            self.member = Member(phone=self.phone, created_at=utcnow())
-            self.session.add(self.member)
-            self.session.flush()
+            self._wrote = True  # a write the session does not see: the snapshot no longer holds
+            self.member = self.snapshot.new_member(self.phone, utcnow())
         return self.member
 
 

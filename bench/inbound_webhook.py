@@ -1,0 +1,834 @@
+"""Inbound SMS webhook throughput and latency under gunicorn, next to an empty Flask endpoint.
+
+    .venv/bin/python bench/inbound_webhook.py                  # SQLite (a temp file), defaults
+    .venv/bin/python bench/inbound_webhook.py --postgres postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/inbound_webhook.py --duration 5 --connections 8 --workers 2
+
+What it does, all on loopback and all stopped at the end (also on Ctrl-C or SIGTERM):
+
+1. A temp instance: a SQLite file in a temp directory, or with ``--postgres`` a schema of its own
+   (dropped at the end), migrated with ``outreach.migrate.upgrade``; an embedded Redis.
+2. Seeds a huddle ``logan`` on +16175550100 (double opt-in) with ``--members`` active SMS members
+   (each with its import ledger row) and 20 other huddles on other numbers.
+3. Pre-generates signed inbound webhooks (``RequestValidator`` over PUBLIC_BASE_URL, all the
+   parameters Twilio sends, a unique MessageSid each): 86% replies from members ("See you
+   Saturday!"…), 5% HELP from members, 6% ``JOIN LOGAN`` from numbers never seen before, 3% STOP
+   from members (each member at most once). One file per run; each wrk thread takes its own slice
+   (bench/inbound_wrk.lua), so no MessageSid is sent twice.
+4. Starts gunicorn (``python -m gunicorn``, the Procfile's server) on ``bench/inbound_app.py``:
+   the real ``web.create_app()`` plus ``POST /bench/empty``, a minimal view returning the empty
+   TwiML ``<Response />`` in the same processes.
+5. Runs wrk (``--latency``, a Lua ``done()`` printing JSON) against ``/bench/empty`` and
+   ``/webhooks/twilio/sms`` at each connection count, one after the other, after a short warm-up.
+6. Checks the database afterwards: every answered request of a full-handler run has its inbound
+   row, no row was written for a request never sent, each row's intent is the expected one, and
+   every STOP and JOIN wrote its consent ledger row. Any mismatch counts as an error.
+7. Prints a table (endpoint, connections, req/s, p50, p99, errors, worker CPU per request), the
+   ratio full/empty, req/s per core and the issue's targets.
+
+wrk, the server and the database share the machine's cores, as they would on a one-box setup;
+``os.cpu_count()`` is the "core" in req/s per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import Engine, func, insert, select, text  # noqa: E402
+from twilio.request_validator import RequestValidator  # noqa: E402
+
+from outreach import migrate  # noqa: E402
+from outreach.classify import classify  # noqa: E402
+from outreach.db import make_engine, make_session_factory  # noqa: E402
+from outreach.embedded_redis import EmbeddedRedis  # noqa: E402
+from outreach.huddles import create_huddle  # noqa: E402
+from outreach.models import ConsentEvent, InboundMessage, Member, Subscription  # noqa: E402
+from outreach.phones import try_normalize_phone  # noqa: E402
+from outreach.settings import Settings  # noqa: E402
+
+AUTH_TOKEN = "bench-auth-token-5f1c0d8e2b7a4c69"  # noqa: S105 - a throwaway token for the bench
+ACCOUNT_SID = "AC" + "1" * 32
+PUBLIC_BASE_URL = "https://outreach.bench.example"
+SMS_PATH = "/webhooks/twilio/sms"
+EMPTY_PATH = "/bench/empty"
+SENDER = "+16175550100"
+KEYWORD = "LOGAN"
+AREA_CODES = ["617", "857", "508", "781", "978", "413", "774", "339", "351"]
+REPLIES = [
+    "See you Saturday!",
+    "See you Saturday! Can I bring my neighbor?",
+    "What time does the canvass start?",
+    "I'll be there 👍",
+    "Can't make it this week, sorry. Next time!",
+    "Where do we meet?",
+    "Count me in for the phone bank",
+    "Is there parking near the library?",
+]
+# share of requests by kind; the rest are replies
+MIX = {"help": 0.05, "join": 0.06, "stop": 0.03}
+EXPECTED_INTENT = {"reply": "other", "help": "help", "join": "join", "stop": "opt_out"}
+
+
+# ------------------------------------------------------------------------------------------
+# instance: database, seed data, Redis
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Instance:
+    workdir: Path
+    database_url: str
+    engine: Engine
+    members: list[str]
+    kind: str  # "sqlite" or "postgresql"
+    admin: Engine | None = None
+    schema: str | None = None
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.admin is not None and self.schema is not None:
+            with self.admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+            self.admin.dispose()
+
+
+def random_numbers(rng: random.Random, count: int, taken: set[str]) -> list[str]:
+    """``count`` valid US numbers in E.164, none in ``taken`` (which grows)."""
+    found: list[str] = []
+    while len(found) < count:
+        exchange = rng.randrange(200, 1000)
+        if exchange % 100 == 11 or exchange == 555:
+            continue
+        raw = f"+1{rng.choice(AREA_CODES)}{exchange}{rng.randrange(10000):04d}"
+        e164 = try_normalize_phone(raw)
+        if e164 is None or e164 in taken:
+            continue
+        taken.add(e164)
+        found.append(e164)
+    return found
+
+
+def create_instance(args: argparse.Namespace, workdir: Path, rng: random.Random) -> Instance:
+    if args.postgres:
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        admin_url = Settings.from_env({"DATABASE_URL": args.postgres}, dotenv=False).database_url
+        admin = make_engine(admin_url)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        sep = "&" if "?" in args.postgres else "?"
+        url = f"{args.postgres}{sep}options=-csearch_path%3D{schema}"
+        url = Settings.from_env({"DATABASE_URL": url}, dotenv=False).database_url
+        engine = make_engine(url)
+        instance = Instance(workdir, url, engine, [], "postgresql", admin, schema)
+    else:
+        url = f"sqlite:///{workdir / 'bench.db'}"
+        instance = Instance(workdir, url, make_engine(url), [], "sqlite")
+    migrate.upgrade(instance.engine)
+    seed(instance, args.members, rng)
+    return instance
+
+
+def seed(instance: Instance, members: int, rng: random.Random) -> None:
+    now = datetime.now(UTC)
+    factory = make_session_factory(instance.engine)
+    taken = {SENDER}
+    with factory.begin() as session:
+        logan = create_huddle(
+            session, slug="logan", name="Logan Huddle", keywords=[KEYWORD], sender=SENDER
+        )
+        for n in range(20):
+            create_huddle(
+                session,
+                slug=f"huddle-{n}",
+                name=f"Huddle {n}",
+                keywords=[f"HUDDLE{n}"],
+                sender=f"+1617555{150 + n:04d}",
+            )
+            taken.add(f"+1617555{150 + n:04d}")
+        logan_id = logan.id
+    phones = random_numbers(rng, members, taken)
+    chunk = 2000
+    with factory.begin() as session:
+        for start in range(0, members, chunk):
+            session.execute(
+                insert(Member),
+                [{"phone": p, "created_at": now} for p in phones[start : start + chunk]],
+            )
+        ids: dict[str, int] = dict(session.execute(select(Member.phone, Member.id)).all())
+        for start in range(0, members, chunk):
+            part = phones[start : start + chunk]
+            session.execute(
+                insert(Subscription),
+                [
+                    {
+                        "member_id": ids[p],
+                        "huddle_id": logan_id,
+                        "channel": "sms",
+                        "state": "active",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for p in part
+                ],
+            )
+            session.execute(
+                insert(ConsentEvent),
+                [
+                    {
+                        "member_id": ids[p],
+                        "huddle_id": logan_id,
+                        "channel": "sms",
+                        "address": p,
+                        "action": "opt_in",
+                        "source": "import",
+                        "detail": f"bench.csv line {start + i + 2}",
+                        "actor": "bench@example.org",
+                        "created_at": now,
+                    }
+                    for i, p in enumerate(part)
+                ],
+            )
+    if instance.kind == "postgresql":
+        with instance.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    instance.members = phones
+
+
+# ------------------------------------------------------------------------------------------
+# signed requests
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RequestFile:
+    path: Path
+    number: int  # MessageSids start with f"SM{number:04x}"
+    sids: list[str]  # line i's MessageSid
+    kinds: list[str]  # line i's kind: reply, help, join, stop
+
+
+@dataclass
+class Generator:
+    rng: random.Random
+    members: list[str]
+    taken: set[str]
+    stopped: set[str] = field(default_factory=set)
+    files: int = 0
+    validator: RequestValidator = field(default_factory=lambda: RequestValidator(AUTH_TOKEN))
+
+    def params(self, sid: str, from_: str, body: str) -> dict[str, str]:
+        """What Twilio posts for an inbound SMS to a long code (every parameter it sends)."""
+        return {
+            "ToCountry": "US",
+            "ToState": "MA",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ToCity": "BOSTON",
+            "FromZip": "02128",
+            "SmsSid": sid,
+            "FromState": "MA",
+            "SmsStatus": "received",
+            "FromCity": "BOSTON",
+            "Body": body,
+            "FromCountry": "US",
+            "To": SENDER,
+            "ToZip": "02108",
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": from_,
+            "ApiVersion": "2010-04-01",
+        }
+
+    def one(self, sid: str) -> tuple[str, dict[str, str]]:
+        roll = self.rng.random()
+        if roll < MIX["stop"] and len(self.stopped) < len(self.members):
+            while True:
+                who = self.rng.choice(self.members)
+                if who not in self.stopped:
+                    break
+            self.stopped.add(who)
+            return "stop", self.params(sid, who, self.rng.choice(["STOP", "stop", "Stop"]))
+        roll -= MIX["stop"]
+        if roll < MIX["join"]:
+            (who,) = random_numbers(self.rng, 1, self.taken)
+            body = self.rng.choice([f"JOIN {KEYWORD}", KEYWORD, KEYWORD.lower()])
+            return "join", self.params(sid, who, body)
+        roll -= MIX["join"]
+        who = self.rng.choice(self.members)
+        if roll < MIX["help"]:
+            return "help", self.params(sid, who, self.rng.choice(["HELP", "help", "Info"]))
+        return "reply", self.params(sid, who, self.rng.choice(REPLIES))
+
+    def write(self, path: Path, run: int, count: int) -> RequestFile:
+        url = PUBLIC_BASE_URL + SMS_PATH
+        sids: list[str] = []
+        kinds: list[str] = []
+        with path.open("w", encoding="utf-8") as out:
+            for i in range(count):
+                sid = f"SM{run:04x}{i:028x}"
+                kind, params = self.one(sid)
+                signature = self.validator.compute_signature(url, params)
+                out.write(f"{signature}\t{urlencode(params)}\n")
+                sids.append(sid)
+                kinds.append(kind)
+        return RequestFile(path, run, sids, kinds)
+
+
+def check_mix_classifies_as_expected() -> None:
+    """The bodies above mean what the bench expects (so an intent mismatch is the server's)."""
+    for body in REPLIES:
+        assert classify(body, [KEYWORD]).intent.value == "other", body
+    for body in ("HELP", "help", "Info"):
+        assert classify(body, [KEYWORD]).intent.value == "help", body
+    for body in ("STOP", "stop", "Stop"):
+        assert classify(body, [KEYWORD]).intent.value == "opt_out", body
+    for body in (f"JOIN {KEYWORD}", KEYWORD, KEYWORD.lower()):
+        assert classify(body, [KEYWORD]).intent.value == "join", body
+
+
+# ------------------------------------------------------------------------------------------
+# processes
+# ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``sync:2`` (2 sync workers) or ``gthread:2x4`` (2 workers of 4 threads)."""
+
+    worker_class: str
+    workers: int
+    threads: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> ServerConfig:
+        kind, _, size = text.partition(":")
+        if kind == "sync" and size.isdigit():
+            return cls("sync", int(size))
+        workers, _, threads = size.partition("x")
+        if kind == "gthread" and workers.isdigit() and threads.isdigit():
+            return cls("gthread", int(workers), int(threads))
+        raise argparse.ArgumentTypeError(f"{text!r}: expected sync:N or gthread:NxT")
+
+    def __str__(self) -> str:
+        if self.worker_class == "sync":
+            return f"sync:{self.workers}"
+        return f"gthread:{self.workers}x{self.threads}"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == self.process.pid:
+                    pids.append(int(entry.name))
+        return pids
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # graceful: finish requests, then exit
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)  # its own group: started below
+                self.process.wait(timeout=10)
+
+
+def start_server(
+    args: argparse.Namespace, config: ServerConfig, instance: Instance, redis_url: str
+) -> Server:
+    port = free_port()
+    log = instance.workdir / f"gunicorn-{config.worker_class}-{config.workers}.log"
+    env = {
+        **os.environ,
+        "OUTREACH_ENV": "production",
+        "SECRET_KEY": os.urandom(32).hex(),
+        "DATABASE_URL": instance.database_url,
+        "REDIS_URL": redis_url,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SMS_BACKEND": "sandbox",
+        "EMAIL_BACKEND": "sandbox",
+        "OUTREACH_INSTANCE_PATH": str(instance.workdir / "instance"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(config.workers),
+        "--worker-class",
+        config.worker_class,
+        "--graceful-timeout",
+        "20",
+        "--pythonpath",
+        str(BENCH),
+        "--chdir",
+        str(ROOT),
+    ]
+    if config.worker_class == "gthread":
+        command += ["--threads", str(config.threads)]
+    if args.access_log:
+        command += ["--access-logfile", "-"]  # as the Procfile does
+    command.append("inbound_app:create_bench_app()")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(process, port, log)
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"gunicorn did not answer in 30 s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    # every worker answers /healthz once the arbiter has booted them all
+    time.sleep(1.0)
+    return server
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
+
+
+def machine_busy() -> tuple[int, int]:
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in first]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+# ------------------------------------------------------------------------------------------
+# runs
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    path: str
+    connections: int
+    duration: int
+    requests: RequestFile
+    result: dict[str, Any] = field(default_factory=dict)
+    db_errors: list[str] = field(default_factory=list)
+    intents: Counter[str] = field(default_factory=Counter)
+    worker_ms: float = 0.0
+    busy: float = 0.0
+
+    @property
+    def is_full(self) -> bool:
+        return self.path == SMS_PATH
+
+    @property
+    def rps(self) -> float:
+        return float(self.result["requests"]) / (self.result["duration_us"] / 1e6)
+
+    @property
+    def errors(self) -> int:
+        wrk_errors = sum(self.result["errors"].values())
+        wrapped = self.result["wrapped"] if self.is_full else 0
+        return int(wrk_errors + wrapped + len(self.db_errors))
+
+
+def run_wrk(args: argparse.Namespace, server: Server, run: Run) -> None:
+    threads = min(args.wrk_threads, run.connections)
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{run.connections}",
+        f"-d{run.duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(BENCH / "inbound_wrk.lua"),
+        f"http://127.0.0.1:{server.port}{run.path}",
+        "--",
+        str(run.requests.path),
+        run.path,
+        str(threads),
+    ]
+    pids = server.worker_pids()
+    spies = []
+    if args.py_spy and run.is_full and run.name == "measure":
+        # sample each worker while wrk runs (collapsed stacks, as flamegraph.pl reads them)
+        out = Path(args.py_spy)
+        out.mkdir(parents=True, exist_ok=True)
+        for pid in pids:
+            spies.append(
+                subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(run.duration),
+                        "--rate",
+                        "250",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(out / f"{Path(run.requests.path).stem}-c{run.connections}-{pid}.txt"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+    ticks, (busy0, total0) = cpu_ticks(pids), machine_busy()
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=run.duration + 60, check=False
+    )
+    busy1, total1 = machine_busy()
+    for spy in spies:
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+    worker_ticks = cpu_ticks(pids) - ticks
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk failed ({completed.returncode}):\n{completed.stderr}")
+    line = next(x for x in completed.stdout.splitlines() if x.startswith("WRK_JSON "))
+    run.result = json.loads(line.removeprefix("WRK_JSON "))
+    run.result["threads"] = threads
+    hz = os.sysconf("SC_CLK_TCK")
+    if run.result["requests"]:
+        run.worker_ms = worker_ticks / hz * 1000 / run.result["requests"]
+    run.busy = (busy1 - busy0) / max(1, total1 - total0)
+
+
+def settle(instance: Instance, prefix: str) -> int:
+    """Wait until no more rows of this run arrive (requests in flight when wrk stopped)."""
+    deadline = time.monotonic() + 15
+    last = -1
+    while True:
+        with instance.engine.connect() as conn:
+            count = conn.scalar(
+                select(func.count())
+                .select_from(InboundMessage)
+                .where(InboundMessage.message_sid.like(prefix + "%"))
+            )
+        if count == last or time.monotonic() > deadline:
+            return int(count or 0)
+        last = int(count or 0)
+        time.sleep(0.5)
+
+
+def verify(instance: Instance, run: Run) -> None:
+    """No lost writes, nothing extra, each row as expected, ledger rows for STOP and JOIN."""
+    prefix = f"SM{run.requests.number:04x}"
+    settle(instance, prefix)
+    file = run.requests
+    threads = run.result["threads"]
+    issued: dict[str, str] = {}
+    for t, sent in enumerate(run.result["issued"]):
+        lines = range(t, len(file.sids), threads)
+        for i in list(lines)[: int(sent)]:
+            issued[file.sids[i]] = file.kinds[i]
+    with instance.engine.connect() as conn:
+        selected = select(InboundMessage.message_sid, InboundMessage.intent).where(
+            InboundMessage.message_sid.like(prefix + "%")
+        )
+        rows: dict[str, str] = dict(conn.execute(selected).all())
+        ledger = Counter(
+            action
+            for (action,) in conn.execute(
+                select(ConsentEvent.action).where(
+                    ConsentEvent.provider_message_id.like(prefix + "%")
+                )
+            )
+        )
+    answered = int(run.result["requests"])
+    stored = [sid for sid in rows if sid in issued]
+    if len(stored) < answered:
+        run.db_errors.append(f"{answered - len(stored)} answered requests have no inbound row")
+    extra = [sid for sid in rows if sid not in issued]
+    if extra:
+        run.db_errors.append(f"{len(extra)} inbound rows for requests never sent")
+    wrong = [sid for sid in stored if rows[sid] != EXPECTED_INTENT[issued[sid]]]
+    if wrong:
+        sample = ", ".join(f"{s}={rows[s]}" for s in wrong[:3])
+        run.db_errors.append(f"{len(wrong)} rows with an unexpected intent ({sample})")
+    run.intents = Counter(rows.values())
+    kinds = Counter(issued[sid] for sid in stored)
+    if ledger["opt_out"] != kinds["stop"]:
+        run.db_errors.append(f"{kinds['stop']} STOPs stored but {ledger['opt_out']} opt_out rows")
+    if ledger["opt_in_requested"] != kinds["join"]:
+        run.db_errors.append(
+            f"{kinds['join']} JOINs stored but {ledger['opt_in_requested']} ledger rows"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# report
+# ------------------------------------------------------------------------------------------
+
+
+def report(
+    runs: list[Run], args: argparse.Namespace, config: ServerConfig, kind: str, cores: int
+) -> dict[str, Any]:
+    measured = [r for r in runs if r.name != "warm-up"]
+    print()
+    print(
+        f"{kind}, gunicorn {config}, {args.members:,} members, {cores} cores, "
+        f"wrk {args.duration:g} s per run, load average {os.getloadavg()[0]:.1f}"
+    )
+    header = (
+        f"{'endpoint':<22}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'worker ms/req':>15}{'machine busy':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in measured:
+        lat = r.result["latency_us"]
+        print(
+            f"{r.path:<22}{r.connections:>6}{r.rps:>9,.0f}{lat['p50'] / 1000:>9.2f}"
+            f"{lat['p99'] / 1000:>9.2f}{r.errors:>8}{r.worker_ms:>15.2f}{r.busy:>13.0%}"
+        )
+    summary: dict[str, Any] = {"database": kind, "server": str(config), "runs": [], "ratios": {}}
+    print()
+    checks: list[tuple[str, bool]] = []
+    for conns in args.connections:
+        full = next(r for r in measured if r.is_full and r.connections == conns)
+        empty = next(r for r in measured if not r.is_full and r.connections == conns)
+        ratio = full.rps / empty.rps if empty.rps else 0.0
+        per_core = full.rps / cores
+        p99 = full.result["latency_us"]["p99"] / 1000
+        print(
+            f"{conns:>3} connections: full/empty = {ratio:.2f}, "
+            f"full handler {per_core:,.0f} req/s per core, p99 {p99:.1f} ms"
+        )
+        summary["ratios"][conns] = ratio
+        budget = 25.0 if conns <= 8 else 100.0
+        checks += [
+            (f"ratio >= 0.5 @{conns}", ratio >= 0.5),
+            (f">= 1,000 req/s per core @{conns}", per_core >= 1000),
+            (f"p99 <= {budget:g} ms @{conns}", p99 <= budget),
+            (f"no errors @{conns}", full.errors == 0 and empty.errors == 0),
+        ]
+    print("targets: " + ", ".join(f"{name} {'ok' if ok else 'MISSED'}" for name, ok in checks))
+    for r in runs:
+        for message in r.db_errors:
+            print(f"  {r.name} {r.path} c{r.connections}: {message}")
+        if r.is_full and r.result.get("wrapped"):
+            print(f"  {r.name} c{r.connections}: request file too small, raise --max-rate")
+        errors = {k: v for k, v in r.result.get("errors", {}).items() if v}
+        if errors:
+            print(f"  {r.name} {r.path} c{r.connections}: wrk errors {errors}")
+        summary["runs"].append(
+            {
+                "name": r.name,
+                "path": r.path,
+                "connections": r.connections,
+                "rps": round(r.rps, 1),
+                "latency_us": r.result["latency_us"],
+                "errors": r.errors,
+                "intents": dict(r.intents),
+                "worker_ms_per_request": round(r.worker_ms, 3),
+            }
+        )
+    return summary
+
+
+# ------------------------------------------------------------------------------------------
+# main
+# ------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--postgres", metavar="URL", help="use PostgreSQL (a schema of its own)")
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per path")
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 64])
+    parser.add_argument(
+        "--server",
+        type=ServerConfig.parse,
+        action="append",
+        metavar="CONFIG",
+        help="gunicorn workers: sync:N or gthread:NxT; repeat to compare (default sync:2)",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gunicorn access log, as the Procfile has it (to a file here)",
+    )
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=5000,
+        help="requests/s the request files are sized for (duration x rate per run)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="sample the workers with py-spy during the full-handler runs (raw stacks into DIR)",
+    )
+    parser.add_argument("--seed", type=int, default=20261101)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory")
+    return parser.parse_args(argv)
+
+
+def plan(args: argparse.Namespace, generator: Generator, workdir: Path) -> list[Run]:
+    """A warm-up, then each connection count: the empty endpoint, then the full handler.
+
+    Each pair gets its own request file (fresh MessageSids: the database keeps every run's rows).
+    """
+    runs: list[Run] = []
+    steps = [("warm-up", args.warmup, 8)] + [
+        ("measure", args.duration, c) for c in args.connections
+    ]
+    for name, duration, conns in steps:
+        generator.files += 1
+        number = generator.files
+        size = math.ceil(duration * args.max_rate)
+        file = generator.write(workdir / f"requests-{number}.txt", number, size)
+        runs.append(Run(name, EMPTY_PATH, conns, duration, file))
+        runs.append(Run(name, SMS_PATH, conns, duration, file))
+    return runs
+
+
+def compare(summaries: list[dict[str, Any]], cores: int) -> None:
+    print()
+    print("server configs compared (full handler):")
+    for summary in summaries:
+        full = [r for r in summary["runs"] if r["path"] == SMS_PATH and r["name"] != "warm-up"]
+        figures = ", ".join(
+            f"c{r['connections']} {r['rps']:,.0f} req/s ({r['rps'] / cores:,.0f}/core) "
+            f"p99 {r['latency_us']['p99'] / 1000:.1f} ms "
+            f"ratio {summary['ratios'][r['connections']]:.2f}"
+            for r in full
+        )
+        print(f"  {summary['server']:<14} {figures}")
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _terminate)
+    check_mix_classifies_as_expected()
+    cores = os.cpu_count() or 1
+    rng = random.Random(args.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="outreach-bench-"))
+    instance: Instance | None = None
+    redis: EmbeddedRedis | None = None
+    server: Server | None = None
+    started = time.monotonic()
+    try:
+        instance = create_instance(args, workdir, rng)
+        print(
+            f"{instance.kind}: seeded {len(instance.members):,} members "
+            f"in {time.monotonic() - started:.1f} s; load average {os.getloadavg()[0]:.2f}"
+        )
+        generator = Generator(rng, instance.members, set(instance.members) | {SENDER})
+        configs: list[ServerConfig] = args.server or [ServerConfig("sync", 2)]
+        redis = EmbeddedRedis(workdir / "redis.sock").start()
+        summaries = []
+        for config in configs:
+            runs = plan(args, generator, workdir)
+            server = start_server(args, config, instance, redis.url)
+            for run in runs:
+                run_wrk(args, server, run)
+                if run.is_full:
+                    verify(instance, run)
+                lat = run.result["latency_us"]
+                print(
+                    f"  {config} {run.name:<8} {run.path:<22} c{run.connections:<3}"
+                    f" {run.rps:>8,.0f} req/s  p50 {lat['p50'] / 1000:.2f} ms"
+                    f"  p99 {lat['p99'] / 1000:.2f} ms  errors {run.errors}"
+                )
+            server.stop()
+            server = None
+            summaries.append(report(runs, args, config, instance.kind, cores))
+        if len(summaries) > 1:
+            compare(summaries, cores)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summaries, indent=2))
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+        if redis is not None:
+            redis.stop()
+        if instance is not None:
+            instance.close()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(f"done in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
