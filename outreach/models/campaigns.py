@@ -72,7 +72,8 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "member_id", "channel"),
-        Index("ix_deliveries_campaign_state", "campaign_id", "state"),
+        # Claims and batch planning walk a campaign's queued rows in id order.
+        Index("ix_deliveries_campaign_state_id", "campaign_id", "state", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
