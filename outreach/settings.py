@@ -48,7 +48,7 @@ class Settings:
     sandbox_failure_rate: float = 0.05
     twilio_error_policy: str | None = None  # "30003=suppress,30008=none" over the defaults
     default_sms_rate: float = 1.0  # segments/s per sender unless the huddle or campaign says
-    send_concurrency: int = 16  # provider requests in flight per worker process
+    send_concurrency: int = 64  # provider requests in flight per worker process
 
     @property
     def is_production(self) -> bool:
@@ -162,7 +162,7 @@ class Settings:
 
         default_sms_rate = _number(get("DEFAULT_SMS_RATE"), "DEFAULT_SMS_RATE", 1.0, 0, 2000)
         send_concurrency = int(
-            _number(get("SEND_CONCURRENCY"), "SEND_CONCURRENCY", 16, 1, 256)
+            _number(get("SEND_CONCURRENCY"), "SEND_CONCURRENCY", 64, 1, 256)
         )
 
         return cls(
