@@ -1,0 +1,70 @@
+"""SQLite transactions: every one takes the write lock at BEGIN, waiting for it, not failing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, exc, text
+
+from outreach import db
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'lock.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    return engine
+
+
+def _hold_write_lock(engine: Engine, seconds: float, taken: threading.Event) -> threading.Thread:
+    def hold() -> None:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+            taken.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(5)
+    return thread
+
+
+def test_begin_waits_for_the_write_lock_then_sees_the_other_commit(engine: Engine) -> None:
+    taken = threading.Event()
+    holder = _hold_write_lock(engine, 0.3, taken)
+    started = time.monotonic()
+    with engine.begin() as connection:
+        waited = time.monotonic() - started
+        # BEGIN IMMEDIATE returned only once the holder committed: its row is visible.
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+        # The busy timeout is back for the statements of the transaction.
+        busy = connection.execute(text("PRAGMA busy_timeout")).scalar_one()
+        assert busy == db.BUSY_TIMEOUT_MS
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+    holder.join()
+    assert waited >= 0.2
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
+
+
+def test_begin_gives_up_after_the_busy_timeout(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
+    taken = threading.Event()
+    holder = _hold_write_lock(engine, 1.5, taken)
+    try:
+        started = time.monotonic()
+        with pytest.raises(exc.OperationalError, match="database is locked"), engine.begin():
+            pass
+        assert time.monotonic() - started >= 0.15
+    finally:
+        holder.join()
+    # The connection that gave up is usable again, with the busy timeout restored.
+    with engine.begin() as connection:
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar_one() == 200
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
