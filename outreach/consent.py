@@ -1,7 +1,8 @@
 """Consent: subscriptions, the append-only ledger, suppressions.
 
-Every change of a subscription's state goes through :func:`set_subscription_state`, which writes
-the ledger row in the same transaction. Nothing else writes subscriptions' ``state``.
+Every change of a subscription's state goes through :func:`set_subscription_state` (or
+:func:`move_subscription`, the same for a caller that has read the row already), which writes the
+ledger row in the same transaction. Nothing else writes subscriptions' ``state``.
 """
 
 from __future__ import annotations
@@ -89,12 +90,40 @@ def set_subscription_state(
     action: str | None = None,
 ) -> Subscription:
     """Create or move a subscription, writing the ledger row. A no-op move writes nothing."""
+    return move_subscription(
+        session,
+        get_subscription(session, member, huddle, channel),
+        member=member,
+        huddle=huddle,
+        channel=channel,
+        state=state,
+        provenance=provenance,
+        action=action,
+    )
+
+
+def move_subscription(
+    session: Session,
+    subscription: Subscription | None,
+    *,
+    member: Member,
+    huddle: Huddle,
+    channel: str,
+    state: str,
+    provenance: Provenance,
+    action: str | None = None,
+) -> Subscription:
+    """:func:`set_subscription_state` for a caller that has read the subscription already.
+
+    ``subscription`` is the member's subscription to ``huddle`` on ``channel`` as loaded in this
+    session and transaction (None: they have none), so it is not read again: the inbound webhook
+    has it from its first query.
+    """
     if state not in m.SUBSCRIPTION_STATES:
         raise ValueError(f"unknown subscription state {state!r}")
     address = address_for(member, channel)
     if address is None:
         raise ValueError(f"member {member.id} has no {channel} address")
-    subscription = get_subscription(session, member, huddle, channel)
     if subscription is None:
         subscription = Subscription(
             member_id=member.id, huddle_id=huddle.id, channel=channel, state=state

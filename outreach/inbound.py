@@ -6,18 +6,17 @@ confirmations, START, the profile conversation, and last the inbox. An opt-out i
 by a conversation or a keyword.
 
 This is the webhook's hot path (bench/inbound_webhook.py measures it). The transaction starts
-with three plain SQL statements sent together (:class:`_Statements`): claim the MessageSid, read
-the huddles on the number texted with their keywords, and read the member with their SMS
-subscriptions (:class:`_Snapshot`). The two commonest texts, a member's reply for the inbox and
-HELP, are answered from that snapshot (:func:`_answer_from_snapshot`). Everything else goes
-through :func:`_dispatch` and ``outreach.consent`` with an ORM session in the same transaction,
-which starts with the snapshot's rows as already-loaded objects and serves ``sms_subscriptions``
-from them until the request's first write.
+with three plain SQL statements (:class:`_Statements`): claim the MessageSid, read the huddles on
+the number texted with their keywords, and read the member with their SMS subscriptions
+(:class:`_Snapshot`). The two commonest texts, a member's reply for the inbox and HELP, are
+answered from that snapshot (:func:`_answer_from_snapshot`). Everything else goes through
+:func:`_dispatch` and ``outreach.consent`` with an ORM session in the same transaction, which
+starts with the snapshot's rows as already-loaded objects and serves ``sms_subscriptions`` from
+them until the request's first write.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import re
@@ -49,6 +48,7 @@ _ZIP = re.compile(r"^\d{5}(?:-?\d{4})?$")
 IGNORED = "ignored"  # not from a phone number we can text (short code, alphanumeric, garbage)
 PROFILE = "profile"  # an answer in the profile conversation
 UNKNOWN_SENDER = "unknown"  # a number we have never seen, texting something that is not a keyword
+_ROUTINE_INTENTS = frozenset([Intent.OTHER.value, Intent.SKIP.value, Intent.HELP.value, PROFILE])
 
 # Parsing and validating a number costs as much as the database work of a reply; the numbers we
 # are texted on are few, and a member's texts come in runs (JOIN, YES, name, zip, replies).
@@ -189,7 +189,11 @@ def _apply(
         outcome = _dispatch(context, intent, result, snapshot.keywords)
         if context.member is not None:
             inbound.member_id = context.member.id
-    log.info(
+    # Consent changes, joins and flags at INFO; the routine texts (replies for the inbox, HELP,
+    # profile answers: most of the traffic, each kept as its inbound row) at DEBUG.
+    routine = outcome.intent in _ROUTINE_INTENTS and not inbound.flagged
+    log.log(
+        logging.DEBUG if routine else logging.INFO,
         "inbound %s from %s: %s%s",
         sms.message_sid,
         mask_phone(from_e164),
@@ -312,8 +316,10 @@ class _Statements:
     cache lookup and result machinery cost several times the database work. Values go through
     the columns' own bind and result processors (the conversions the ORM applies), so rows are
     written and read exactly as the ORM would. Written with ``?`` placeholders, turned into ``%s``
-    for drivers with the format/pyformat paramstyle (psycopg). Statements that go together are
-    sent together: on PostgreSQL in psycopg's pipeline mode, one round trip for the batch.
+    for drivers with the format/pyformat paramstyle (psycopg).
+
+    (psycopg's pipeline mode would send each batch in one round trip; on loopback its bookkeeping
+    cost more than the round trips it saved: 12% fewer texts/s in bench/inbound_webhook.py.)
     """
 
     _by_dialect: ClassVar[dict[tuple[str, str], _Prepared]] = {}
@@ -332,7 +338,7 @@ class _Statements:
         return cls(prepared, connection.connection.driver_connection)
 
     def _run(self, *statements: tuple[str, Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
-        """Each statement's rows (none for UPDATEs), the statements sent as one batch.
+        """Each statement's rows (none for UPDATEs).
 
         Driver errors come out as SQLAlchemy's (a unique violation is an ``IntegrityError``).
         """
@@ -347,11 +353,10 @@ class _Statements:
     def _send(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
         cursors = []
         try:
-            with self.dbapi.pipeline() if self.p.pipeline else contextlib.nullcontext():
-                for statement, params in statements:
-                    cursor = self.dbapi.cursor()
-                    cursors.append(cursor)
-                    cursor.execute(statement, params)
+            for statement, params in statements:
+                cursor = self.dbapi.cursor()
+                cursors.append(cursor)
+                cursor.execute(statement, params)
             results = []
             for (statement, _), cursor in zip(statements, cursors, strict=True):
                 if statement in self.p.returns_rows:
@@ -467,14 +472,6 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _pipeline_supported() -> bool:
-    try:
-        from psycopg import Pipeline  # noqa: PLC0415 - only PostgreSQL deployments have it
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return False
-    return bool(Pipeline.is_supported())
-
-
 class _Columns:
     """A model's columns in a SELECT list, and the processors that turn them into attributes.
 
@@ -555,7 +552,6 @@ class _Prepared:
     bind_time: Callable[[Any], Any]
     bind_bool: Callable[[Any], Any]
     dialect: Dialect
-    pipeline: bool  # psycopg's pipeline mode: a batch of statements in one round trip
     returns_rows: frozenset[str]
     result_types: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
@@ -609,7 +605,6 @@ class _Prepared:
             bind_time=time_type.dialect_impl(dialect).bind_processor(dialect) or _identity,
             bind_bool=Boolean().dialect_impl(dialect).bind_processor(dialect) or _identity,
             dialect=dialect,
-            pipeline=dialect.driver == "psycopg" and _pipeline_supported(),
             returns_rows=frozenset(
                 [claim, answered, by_number, by_number_or_service, member, insert_member]
             ),
@@ -744,6 +739,9 @@ def _intent_with_opt_out_type(result: Classification, opt_out_type: str | None) 
 def _opt_out(ctx: _Context, *, all_senders: bool) -> InboundResult:
     session = ctx.session
     targets = ctx.sms_subscriptions(None if all_senders else ctx.huddles)
+    # Named in the confirmation: the huddle the member was last active in here, read before the
+    # opt-out below touches every subscription on the sender.
+    primary = _primary_huddle(ctx)
     provenance = ctx.provenance()
     changed = 0
     for subscription in targets:
@@ -751,8 +749,9 @@ def _opt_out(ctx: _Context, *, all_senders: bool) -> InboundResult:
         if subscription.state == m.OPTED_OUT:
             continue
         assert ctx.member is not None  # noqa: S101 - targets exist only for a known member
-        consent.set_subscription_state(
+        consent.move_subscription(
             session,
+            subscription,
             member=ctx.member,
             huddle=ctx.huddle(subscription.huddle_id),
             channel=m.SMS,
@@ -781,7 +780,6 @@ def _opt_out(ctx: _Context, *, all_senders: bool) -> InboundResult:
             action=c.OPT_OUT,
             provenance=provenance,
         )
-    primary = _primary_huddle(ctx)
     ctx.inbound.huddle_id = primary.id if primary is not None else None
     intent = Intent.OPT_OUT_ALL if all_senders else Intent.OPT_OUT
     if ctx.sms.opt_out_type:
@@ -798,10 +796,11 @@ def _join(ctx: _Context, huddle: Huddle) -> InboundResult:
     if subscription is not None and subscription.state == m.ACTIVE:
         return InboundResult(Intent.JOIN.value, copy.message("already_member", huddle))
     if huddle.opt_in_mode == h.OPT_IN_SINGLE:
-        _activate(ctx, huddle, provenance)
+        _activate(ctx, subscription, huddle, provenance)
         return InboundResult(Intent.JOIN.value, _welcome_and_maybe_ask(ctx, huddle))
-    consent.set_subscription_state(
+    consent.move_subscription(
         ctx.session,
+        subscription,
         member=member,
         huddle=huddle,
         channel=m.SMS,
@@ -816,17 +815,24 @@ def _confirm(ctx: _Context) -> InboundResult | None:
     if not pending:
         return None
     for subscription in pending:
-        _activate(ctx, ctx.huddle(subscription.huddle_id), ctx.provenance())
+        _activate(ctx, subscription, ctx.huddle(subscription.huddle_id), ctx.provenance())
     # One welcome, from the huddle joined most recently; every pending join is now active.
     huddle = ctx.huddle(pending[0].huddle_id)
     ctx.inbound.huddle_id = huddle.id
     return InboundResult(Intent.CONFIRM.value, _welcome_and_maybe_ask(ctx, huddle))
 
 
-def _activate(ctx: _Context, huddle: Huddle, provenance: consent.Provenance) -> None:
+def _activate(
+    ctx: _Context,
+    subscription: Subscription | None,
+    huddle: Huddle,
+    provenance: consent.Provenance,
+) -> None:
+    """``subscription``: the member's to ``huddle``, as read in this request (None: none yet)."""
     member = ctx.ensure_member()
-    consent.set_subscription_state(
+    consent.move_subscription(
         ctx.session,
+        subscription,
         member=member,
         huddle=huddle,
         channel=m.SMS,
@@ -854,8 +860,9 @@ def _resubscribe(ctx: _Context) -> InboundResult | None:
         return None
     assert ctx.member is not None  # noqa: S101 - subscriptions exist only for a known member
     for subscription in opted_out:
-        consent.set_subscription_state(
+        consent.move_subscription(
             ctx.session,
+            subscription,
             member=ctx.member,
             huddle=ctx.huddle(subscription.huddle_id),
             channel=m.SMS,

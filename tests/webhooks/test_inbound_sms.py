@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -196,7 +198,11 @@ def test_stop_covers_every_huddle_on_that_sender_and_only_those(
         p.text(keyword)
         p.text("YES")
     assert {sub_state(services, slug=s) for s in ("logan", "eastie", "boston")} == {m.ACTIVE}
-    shared.text("STOP")
+    # One confirmation, naming the huddle the member joined last on this sender.
+    assert shared.text("STOP").startswith("Eastie: You're unsubscribed")
+    with services.sessions() as session:
+        stop = session.scalars(select(InboundMessage).where(InboundMessage.body == "STOP")).one()
+        assert session.get_one(Huddle, stop.huddle_id).slug == "eastie"
     assert sub_state(services, slug="logan") == m.OPTED_OUT
     assert sub_state(services, slug="eastie") == m.OPTED_OUT
     assert sub_state(services, slug="boston") == m.ACTIVE
@@ -367,3 +373,20 @@ def test_signature_with_another_token_or_tampered_body_is_refused(
 
 def test_parameters_twilio_adds_later_are_covered_by_the_signature(phone: Phone) -> None:
     assert phone.send("hi", FromCity="BOSTON", SomeNewParam="x").status_code == 200
+
+
+def test_log_lines_mask_the_number_and_keep_info_for_consent_changes(
+    phone: Phone, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="outreach.inbound")
+    join_and_confirm(phone)
+    phone.text("See you Saturday!")
+    phone.text("STOP")
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "outreach.inbound"]
+    assert [(level, text.rsplit(": ", 1)[1]) for level, text in lines] == [
+        (logging.INFO, "join"),
+        (logging.INFO, "confirm"),
+        (logging.DEBUG, "other"),
+        (logging.INFO, "opt_out"),
+    ]
+    assert all("+1617***11" in text and MARIA not in text for _, text in lines)
