@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from outreach.services import Services
 from outreach.settings import PROJECT_ROOT, Settings
+from web.sessions import CookieSessions
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024  # webhooks are small; CSV uploads are streamed in chunks
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
     )
+    app.session_interface = CookieSessions()
     app.extensions["outreach"] = services
     # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
