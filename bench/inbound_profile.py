@@ -3,6 +3,8 @@
     .venv/bin/python bench/inbound_profile.py                    # SQLite: timings + cProfile top 40
     .venv/bin/python bench/inbound_profile.py --postgres postgresql://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/inbound_profile.py --requests 3000 --no-profile --sql
+    .venv/bin/py-spy record -f raw -o /tmp/stop.txt -- \
+        .venv/bin/python bench/inbound_profile.py --no-profile --kind stop   # sample one kind
 
 Calls the WSGI app directly with the environ gunicorn would build (werkzeug's test client costs
 more than the app), so the figures are the app's own: mean wall and CPU (thread) time per request
@@ -81,6 +83,7 @@ def main() -> int:
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--sql", action="store_true", help="count SQL statements per kind")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--kind", help="profile only this kind of text (reply, help, join, stop)")
     args = parser.parse_args()
     rng = random.Random(7)
     workdir = Path(tempfile.mkdtemp(prefix="outreach-profile-"))
@@ -159,11 +162,14 @@ def main() -> int:
                 f"  {kind:<6} n={k:<5} {sum(wall[kind]) / k * 1e3:7.3f} ms wall "
                 f"{sum(cpu[kind]) / k * 1e3:7.3f} ms CPU{sql}"
             )
-        if args.profile:
-            profiler = cProfile.Profile()
+        # The third batch: profiled (cProfile), or run as it is for an outside sampler (py-spy).
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None:
             profiler.enable()
-            for r in profiled:
+        for r in profiled:
+            if args.kind is None or r[0] == args.kind:
                 call(*r)
+        if profiler is not None:
             profiler.disable()
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(args.top)

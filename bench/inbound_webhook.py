@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/inbound_webhook.py                  # SQLite (a temp file), defaults
     .venv/bin/python bench/inbound_webhook.py --postgres postgresql://postgres@127.0.0.1:5432/test
-    .venv/bin/python bench/inbound_webhook.py --duration 5 --connections 8 --workers 2
+    .venv/bin/python bench/inbound_webhook.py --server sync:2 --server gthread:2x4   # compare
+    .venv/bin/python bench/inbound_webhook.py --duration 5 --connections 8 --py-spy /tmp/spy
 
 What it does, all on loopback and all stopped at the end (also on Ctrl-C or SIGTERM):
 
@@ -15,19 +16,23 @@ What it does, all on loopback and all stopped at the end (also on Ctrl-C or SIGT
    Saturday!"…), 5% HELP from members, 6% ``JOIN LOGAN`` from numbers never seen before, 3% STOP
    from members (each member at most once). One file per run; each wrk thread takes its own slice
    (bench/inbound_wrk.lua), so no MessageSid is sent twice.
-4. Starts gunicorn (``python -m gunicorn``, the Procfile's server) on ``bench/inbound_app.py``:
-   the real ``web.create_app()`` plus ``POST /bench/empty``, a minimal view returning the empty
-   TwiML ``<Response />`` in the same processes.
+4. Starts gunicorn (``python -m gunicorn``, the Procfile's server, with its access log) on
+   ``bench/inbound_app.py``: the real ``web.create_app()`` plus ``POST /bench/empty``, a minimal
+   view returning the empty TwiML ``<Response />`` in the same processes. Workers: ``--server``
+   (default sync:2 on SQLite, gthread:2x4 on PostgreSQL: what measured fastest, see
+   DEFAULT_SERVER); several ``--server`` run one after the other and are compared.
 5. Runs wrk (``--latency``, a Lua ``done()`` printing JSON) against ``/bench/empty`` and
    ``/webhooks/twilio/sms`` at each connection count, one after the other, after a short warm-up.
 6. Checks the database afterwards: every answered request of a full-handler run has its inbound
    row, no row was written for a request never sent, each row's intent is the expected one, and
    every STOP and JOIN wrote its consent ledger row. Any mismatch counts as an error.
-7. Prints a table (endpoint, connections, req/s, p50, p99, errors, worker CPU per request), the
-   ratio full/empty, req/s per core and the issue's targets.
+7. Prints a table (endpoint, connections, req/s, p50, p99, errors, the workers' CPU per request
+   and the machine's busy share during the run), the ratio full/empty, req/s per core and the
+   issue's targets. ``--py-spy DIR`` samples the workers during the full-handler runs.
 
 wrk, the server and the database share the machine's cores, as they would on a one-box setup;
-``os.cpu_count()`` is the "core" in req/s per core.
+``os.cpu_count()`` is the "core" in req/s per core. Everything it starts is stopped at the end,
+each wait is bounded (about a minute per run at most), and nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -348,6 +353,12 @@ class ServerConfig:
         return f"gthread:{self.workers}x{self.threads}"
 
 
+# What measured fastest here (see README): on SQLite one sync worker per core (threads of one
+# process only queue for SQLite's single write lock, and share a GIL); on PostgreSQL threads, which
+# keep the cores busy while a worker waits for its round trips and the commit's WAL flush.
+DEFAULT_SERVER = {"sqlite": ServerConfig("sync", 2), "postgresql": ServerConfig("gthread", 2, 4)}
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -421,33 +432,38 @@ def start_server(
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    server = Server(process, port, log)
+    return Server(process, port, log)  # the caller stops it, ready or not
+
+
+def wait_ready(server: Server) -> None:
     deadline = time.monotonic() + 30
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited:\n{server.log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            url = f"http://127.0.0.1:{server.port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     break
         except OSError:
             pass
         if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"gunicorn did not answer in 30 s:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"gunicorn did not answer in 30 s:\n{server.log.read_text()[-3000:]}"
+            )
         time.sleep(0.1)
-    # every worker answers /healthz once the arbiter has booted them all
-    time.sleep(1.0)
-    return server
+    time.sleep(1.0)  # the arbiter boots the workers one after the other
 
 
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
+def cpu_ticks(pids: list[int]) -> tuple[int, int]:
+    """User and system CPU ticks of these processes."""
+    user = system = 0
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total
+            user += int(fields[11])
+            system += int(fields[12])
+    return user, system
 
 
 def machine_busy() -> tuple[int, int]:
@@ -473,6 +489,7 @@ class Run:
     db_errors: list[str] = field(default_factory=list)
     intents: Counter[str] = field(default_factory=Counter)
     worker_ms: float = 0.0
+    worker_sys_ms: float = 0.0
     busy: float = 0.0
 
     @property
@@ -546,7 +563,8 @@ def run_wrk(args: argparse.Namespace, server: Server, run: Run) -> None:
         except subprocess.TimeoutExpired:
             spy.kill()
             spy.wait()
-    worker_ticks = cpu_ticks(pids) - ticks
+    user, system = cpu_ticks(pids)
+    worker_ticks, system_ticks = user + system - sum(ticks), system - ticks[1]
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}):\n{completed.stderr}")
     line = next(x for x in completed.stdout.splitlines() if x.startswith("WRK_JSON "))
@@ -555,6 +573,7 @@ def run_wrk(args: argparse.Namespace, server: Server, run: Run) -> None:
     hz = os.sysconf("SC_CLK_TCK")
     if run.result["requests"]:
         run.worker_ms = worker_ticks / hz * 1000 / run.result["requests"]
+        run.worker_sys_ms = system_ticks / hz * 1000 / run.result["requests"]
     run.busy = (busy1 - busy0) / max(1, total1 - total0)
 
 
@@ -636,7 +655,7 @@ def report(
     )
     header = (
         f"{'endpoint':<22}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'worker ms/req':>15}{'machine busy':>14}"
+        f"{'worker ms/req (sys)':>21}{'machine busy':>14}"
     )
     print(header)
     print("-" * len(header))
@@ -644,7 +663,8 @@ def report(
         lat = r.result["latency_us"]
         print(
             f"{r.path:<22}{r.connections:>6}{r.rps:>9,.0f}{lat['p50'] / 1000:>9.2f}"
-            f"{lat['p99'] / 1000:>9.2f}{r.errors:>8}{r.worker_ms:>15.2f}{r.busy:>13.0%}"
+            f"{lat['p99'] / 1000:>9.2f}{r.errors:>8}{r.worker_ms:>14.2f} ({r.worker_sys_ms:.2f})"
+            f"{r.busy:>13.0%}"
         )
     summary: dict[str, Any] = {"database": kind, "server": str(config), "runs": [], "ratios": {}}
     print()
@@ -686,6 +706,7 @@ def report(
                 "errors": r.errors,
                 "intents": dict(r.intents),
                 "worker_ms_per_request": round(r.worker_ms, 3),
+                "worker_system_ms_per_request": round(r.worker_sys_ms, 3),
             }
         )
     return summary
@@ -708,7 +729,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=ServerConfig.parse,
         action="append",
         metavar="CONFIG",
-        help="gunicorn workers: sync:N or gthread:NxT; repeat to compare (default sync:2)",
+        help="gunicorn workers: sync:N or gthread:NxT; repeat to compare "
+        "(default: sync:2 on SQLite, gthread:2x4 on PostgreSQL)",
     )
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument(
@@ -792,12 +814,16 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.monotonic() - started:.1f} s; load average {os.getloadavg()[0]:.2f}"
         )
         generator = Generator(rng, instance.members, set(instance.members) | {SENDER})
-        configs: list[ServerConfig] = args.server or [ServerConfig("sync", 2)]
+        configs: list[ServerConfig] = args.server or [DEFAULT_SERVER[instance.kind]]
         redis = EmbeddedRedis(workdir / "redis.sock").start()
         summaries = []
         for config in configs:
+            t0 = time.monotonic()
             runs = plan(args, generator, workdir)
+            signed = sum(len(r.requests.sids) for r in runs if r.is_full)
+            print(f"{config}: signed {signed:,} requests in {time.monotonic() - t0:.1f} s")
             server = start_server(args, config, instance, redis.url)
+            wait_ready(server)
             for run in runs:
                 run_wrk(args, server, run)
                 if run.is_full:
@@ -817,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(summaries, indent=2))
         return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if server is not None:
             server.stop()
         if redis is not None:

@@ -128,8 +128,15 @@ def snapshot(factory: sessionmaker[Session], campaign_id: int, *, now: datetime)
         statement = (
             insert(Delivery)
             .from_select(
-                ["campaign_id", "member_id", "channel", "address", "state", "skip_reason",
-                 "attempts"],
+                [
+                    "campaign_id",
+                    "member_id",
+                    "channel",
+                    "address",
+                    "state",
+                    "skip_reason",
+                    "attempts",
+                ],
                 chosen,
             )
             .on_conflict_do_nothing()
@@ -163,9 +170,12 @@ def snapshot(factory: sessionmaker[Session], campaign_id: int, *, now: datetime)
 
 def _finish_snapshot(factory: sessionmaker[Session], campaign_id: int) -> int:
     with factory() as session, session.begin():
-        size = session.scalar(
-            select(func.count(Delivery.id)).where(Delivery.campaign_id == campaign_id)
-        ) or 0
+        size = (
+            session.scalar(
+                select(func.count(Delivery.id)).where(Delivery.campaign_id == campaign_id)
+            )
+            or 0
+        )
         get_campaign(session, campaign_id).audience_size = size
     log.info("campaign %s: audience of %s snapshotted", campaign_id, size)
     return size

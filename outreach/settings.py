@@ -161,9 +161,7 @@ class Settings:
                 raise ConfigError(f"TWILIO_ERROR_POLICY: {exc}") from None
 
         default_sms_rate = _number(get("DEFAULT_SMS_RATE"), "DEFAULT_SMS_RATE", 1.0, 0, 2000)
-        send_concurrency = int(
-            _number(get("SEND_CONCURRENCY"), "SEND_CONCURRENCY", 64, 1, 256)
-        )
+        send_concurrency = int(_number(get("SEND_CONCURRENCY"), "SEND_CONCURRENCY", 64, 1, 256))
 
         return cls(
             database_url=database_url,

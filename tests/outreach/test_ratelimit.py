@@ -20,7 +20,6 @@ def test_bucket_gives_its_burst_then_asks_to_wait(redis_client: redis.Redis) -> 
     assert 99 <= wait <= 100
 
 
-
 def test_segments_are_charged_and_a_big_message_waits_for_enough_tokens(
     redis_client: redis.Redis,
 ) -> None:
