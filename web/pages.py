@@ -1,4 +1,8 @@
-"""Dashboard pages. For now a placeholder home that lists huddles and their member counts."""
+"""Dashboard pages. For now a placeholder home that lists huddles and their member counts.
+
+There is no organizer sign-in yet, so in production the home page lists nothing: huddle names
+and sizes are for organizers, and each organizer only for their own huddles.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,10 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def home() -> ResponseReturnValue:
-    with services().sessions() as session:
+    svc = services()
+    if svc.settings.is_production:
+        return render_template("dashboard/home.html", huddles=None, signed_out=True)
+    with svc.sessions() as session:
         rows = session.execute(
             select(Huddle.slug, Huddle.name, func.count(Subscription.id))
             .join(Subscription, Subscription.huddle_id == Huddle.id, isouter=True)

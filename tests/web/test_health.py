@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from flask.testing import FlaskClient
 
 from outreach.services import Services
@@ -34,3 +37,18 @@ def test_dashboard_home_lists_huddles(client: FlaskClient, services: Services) -
     with services.sessions.begin() as session:
         create_huddle(session, slug="logan", name="Logan Huddle", keywords=["LOGAN"])
     assert "Logan Huddle" in client.get("/").get_data(as_text=True)
+
+
+def test_dashboard_home_lists_nothing_in_production(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outreach.huddles import create_huddle
+
+    with services.sessions.begin() as session:
+        create_huddle(session, slug="logan", name="Logan Huddle", keywords=["LOGAN"])
+    production = dataclasses.replace(services.settings, environment="production")
+    monkeypatch.setattr(services, "settings", production)
+    page = create_app(production, services).test_client().get("/").get_data(as_text=True)
+    assert "needs a sign-in" in page
+    assert "Logan Huddle" not in page
+    assert "logan" not in page
