@@ -32,14 +32,12 @@ from outreach.sender import (
     BatchOutcome,
     SendContext,
     _blocked,
-    _campaign_state,
-    _claim,
     _defer,
     _Item,
-    _maybe_complete,
     _quiet_hours,
     _record,
     _release,
+    claimed_groups,
 )
 from outreach.settings import Settings
 from outreach.transports.base import (
@@ -84,16 +82,7 @@ def send_email_batch(
         huddle = session.get_one(Huddle, campaign.huddle_id)
     prepared = email_render.prepare(campaign, huddle)
     group_size = MAX_RECIPIENTS if prepared.batchable else base.concurrency * 4
-    while True:
-        state = _campaign_state(base, campaign_id)
-        if state != k.SENDING:
-            outcome.stopped = state
-            return outcome
-        now = base.now()
-        items = _claim(base, campaign_id, first_id, last_id, group_size, now)
-        if not items:
-            break
-        outcome.claimed += len(items)
+    for items, now in claimed_groups(base, campaign_id, first_id, last_id, group_size, outcome):
         with base.sessions() as session:
             blocked = _blocked(session, huddle, m.EMAIL, items)
             ready, deferred = _timely(session, campaign, huddle, items, blocked, now)
@@ -105,8 +94,7 @@ def send_email_batch(
         if transient:
             _release(base, transient, cancelled=False, outcome=outcome)
             outcome.retry_after = 30.0
-            return outcome
-    _maybe_complete(base, campaign_id, outcome)
+            break
     return outcome
 
 

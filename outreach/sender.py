@@ -18,7 +18,7 @@ ends with the window so a text stuck in the carrier's queue expires instead of a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -127,24 +127,42 @@ def send_batch(ctx: SendContext, campaign_id: int, first_id: int, last_id: int) 
     group_size = max(
         1, min(ctx.concurrency * GROUP_PER_THREAD, int(rate * GROUP_SECONDS) if rate else 10**6)
     )
-    while True:
-        state = _campaign_state(ctx, campaign_id)
-        if state != k.SENDING:
-            outcome.stopped = state
-            return outcome
-        now = ctx.now()
-        items = _claim(ctx, campaign_id, first_id, last_id, group_size, now)
-        if not items:
-            break
-        outcome.claimed += len(items)
+    for items, now in claimed_groups(ctx, campaign_id, first_id, last_id, group_size, outcome):
         with ctx.sessions() as session:
             plan = _Plan.build(session, campaign, huddle, template, items, now)
         _record(ctx, plan.skips, outcome)
         _defer(ctx, plan.deferred, outcome)
         if plan.ready and not _send_group_paced(ctx, campaign_id, huddle, plan, rate, outcome):
-            return outcome
-    _maybe_complete(ctx, campaign_id, outcome)
+            break
     return outcome
+
+
+def claimed_groups(
+    ctx: SendContext,
+    campaign_id: int,
+    first_id: int,
+    last_id: int,
+    group_size: int,
+    outcome: BatchOutcome,
+) -> Iterator[tuple[list[_Item], datetime]]:
+    """Claim the batch's queued deliveries a group at a time, for the SMS and email senders.
+
+    Before each claim the campaign must still be sending: a pause or cancel ends the loop, with
+    ``outcome.stopped`` set. When nothing is left to claim, the campaign completes if no other
+    batch has rows queued or claimed. Each group comes with the time it was claimed at.
+    """
+    while True:
+        state = _campaign_state(ctx, campaign_id)
+        if state != k.SENDING:
+            outcome.stopped = state
+            return
+        now = ctx.now()
+        items = _claim(ctx, campaign_id, first_id, last_id, group_size, now)
+        if not items:
+            _maybe_complete(ctx, campaign_id, outcome)
+            return
+        outcome.claimed += len(items)
+        yield items, now
 
 
 def _claim(

@@ -217,3 +217,34 @@ def test_scripts_and_forms_never_reach_an_email(services: Services, huddle_id: i
     assert "<script" not in raw
     assert "<form" not in raw
     assert "onclick" not in raw
+
+
+def test_email_pause_resume_and_cancel_as_for_sms(services: Services, huddle_id: int) -> None:
+    def emails_sent() -> int:
+        with services.sessions() as session:
+            query = select(func.count()).where(OutboxMessage.channel == "email")
+            return int(session.scalar(query.select_from(OutboxMessage)) or 0)
+
+    paused = email_campaign(services, "Rally on Saturday at 10.")
+    jobs.launch_campaign(paused)
+    with services.sessions.begin() as session:
+        campaigns.pause(session, paused)
+    run_worker(services)
+    assert emails_sent() == 0
+    with services.sessions.begin() as session:
+        campaigns.move(campaigns.get_campaign(session, paused), k.SENDING)
+    jobs.resume_campaign(paused)
+    run_worker(services)
+    assert emails_sent() == 10
+    with services.sessions() as session:
+        assert campaigns.status(session, paused).state == k.COMPLETED
+
+    cancelled = email_campaign(services, "Canvass on Sunday.", subject="Sunday")
+    jobs.launch_campaign(cancelled)
+    with services.sessions.begin() as session:
+        campaigns.cancel(session, cancelled)
+    run_worker(services)
+    assert emails_sent() == 10
+    with services.sessions() as session:
+        report = campaigns.status(session, cancelled)
+        assert report.by_state == {k.SKIPPED: 12}
