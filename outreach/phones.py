@@ -43,6 +43,25 @@ class PhoneNumber:
 
 def parse_phone(raw: str, default_region: str = "US") -> PhoneNumber:
     """Parse ``raw`` (as typed by a person) into a valid number, or raise InvalidPhoneNumber."""
+    number = _valid_number(raw, default_region)
+    return PhoneNumber(
+        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        region=phonenumbers.region_code_for_number(number),
+        number_type=phonenumbers.number_type(number),
+    )
+
+
+def normalize_phone(raw: str, default_region: str = "US") -> str:
+    """E.164 for ``raw``, or InvalidPhoneNumber.
+
+    Checks exactly what :func:`parse_phone` checks, without working out the number's type and
+    region, which cost as much again (every inbound text's From and To comes through here).
+    """
+    number = _valid_number(raw, default_region)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _valid_number(raw: str, default_region: str) -> phonenumbers.PhoneNumber:
     text = (raw or "").strip()
     if not text:
         raise InvalidPhoneNumber(raw, "empty")
@@ -61,16 +80,7 @@ def parse_phone(raw: str, default_region: str = "US") -> PhoneNumber:
         raise InvalidPhoneNumber(raw, "wrong number of digits")
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhoneNumber(raw, "not a valid number in any numbering plan")
-    return PhoneNumber(
-        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-        region=phonenumbers.region_code_for_number(number),
-        number_type=phonenumbers.number_type(number),
-    )
-
-
-def normalize_phone(raw: str, default_region: str = "US") -> str:
-    """E.164 for ``raw``, or InvalidPhoneNumber."""
-    return parse_phone(raw, default_region).e164
+    return number
 
 
 def try_normalize_phone(raw: str | None, default_region: str = "US") -> str | None:

@@ -10,6 +10,7 @@ from outreach.phones import (
     InvalidPhoneNumber,
     mask_phone,
     normalize_phone,
+    parse_phone,
     try_normalize_phone,
     zones_for_number,
 )
@@ -102,3 +103,26 @@ def test_normalize_never_crashes_and_only_returns_valid_e164(raw: str) -> None:
         assert result[1:].isdigit()
         assert phonenumbers.is_valid_number(phonenumbers.parse(result))
         assert try_normalize_phone(result) == result  # idempotent
+
+
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        us_numbers,
+        st.from_regex(r"\+?[0-9 ()+.-]{3,20}", fullmatch=True),
+    ),
+    st.sampled_from(["US", "GB", "CA"]),
+)
+def test_normalize_checks_exactly_what_parse_checks(raw: str, region: str) -> None:
+    """normalize_phone skips the type and region lookups, never a check."""
+    expected: str | InvalidPhoneNumber
+    try:
+        expected = parse_phone(raw, region).e164
+    except InvalidPhoneNumber as error:
+        expected = error
+    if isinstance(expected, InvalidPhoneNumber):
+        with pytest.raises(InvalidPhoneNumber) as raised:
+            normalize_phone(raw, region)
+        assert raised.value.reason == expected.reason
+    else:
+        assert normalize_phone(raw, region) == expected
