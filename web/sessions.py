@@ -14,7 +14,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
     Flask builds a new serializer on every request, including every webhook (which never carries
     a session cookie), and itsdangerous's constructor serializes ``{}`` to learn its output type:
-    about 4% of an inbound text's CPU (bench/inbound_profile.py). The serializer keeps no
+    about 2.5% of an inbound reply's CPU (bench/inbound_profile.py). The serializer keeps no
     per-request state, so one per key set serves every request and thread.
     """
 
