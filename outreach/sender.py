@@ -67,6 +67,11 @@ MAX_DEFERRAL = timedelta(days=3)  # a text that cannot go out within 3 days is s
 GROUP_SECONDS = 0.25  # a group holds about this much of the sender's rate
 GROUP_PER_THREAD = 16  # and at most this many texts per sending thread (an unlimited rate)
 MAX_VALIDITY = 36_000  # Twilio's ValidityPeriod ceiling, seconds
+SHUTDOWN = "shutdown"  # BatchOutcome.stopped: the worker is stopping; the job hands its range back
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -80,6 +85,9 @@ class SendContext:
     now: Callable[[], datetime]
     concurrency: int = 16
     default_rate: float = DEFAULT_LONG_CODE_RATE
+    # True once the worker process was asked to stop: a batch ends after its current group
+    # instead of running on (at a slow rate a batch lasts minutes, longer than a deploy waits).
+    stopping: Callable[[], bool] = _never
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def pool(self) -> ThreadPoolExecutor:
@@ -97,7 +105,7 @@ class BatchOutcome:
     unknown: int = 0
     deferred_until: list[datetime] = field(default_factory=list)
     retry_after: float | None = None  # transient provider trouble: run the batch again later
-    stopped: str | None = None  # "paused" / "cancelled" / "not-sending"
+    stopped: str | None = None  # "paused" / "cancelled" / "not-sending" / SHUTDOWN
     completed: bool = False
     sent_ids: list[str] = field(default_factory=list)  # provider ids (sandbox receipts)
 
@@ -147,12 +155,15 @@ def claimed_groups(
 ) -> Iterator[tuple[list[_Item], datetime]]:
     """Claim the batch's queued deliveries a group at a time, for the SMS and email senders.
 
-    Before each claim the campaign must still be sending: a pause or cancel ends the loop, with
-    ``outcome.stopped`` set. When nothing is left to claim, the campaign completes if no other
-    batch has rows queued or claimed. Each group comes with the time it was claimed at.
+    Before each claim the campaign must still be sending and the worker not stopping: a pause,
+    a cancel or a shutdown ends the loop, with ``outcome.stopped`` set. When nothing is left to
+    claim, the campaign completes if no other batch has rows queued or claimed. Each group comes
+    with the time it was claimed at.
     """
     while True:
         state = _campaign_state(ctx, campaign_id)
+        if state == k.SENDING and ctx.stopping():
+            state = SHUTDOWN
         if state != k.SENDING:
             outcome.stopped = state
             return
@@ -498,9 +509,11 @@ def _send_group_paced(
         plan.sender_key,
         segments,
         rate=rate,
-        should_stop=lambda: _campaign_state(ctx, campaign_id) != k.SENDING,
+        should_stop=lambda: ctx.stopping() or _campaign_state(ctx, campaign_id) != k.SENDING,
     ):
         state = _campaign_state(ctx, campaign_id)
+        if state == k.SENDING:  # not paused or cancelled: the worker is stopping
+            state = SHUTDOWN
         _release(ctx, group, cancelled=state == k.CANCELLED, outcome=outcome)
         outcome.stopped = state
         return False

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 from outreach.services import Services
 from outreach.settings import Settings
 
 _override: Services | None = None
+_stopping = threading.Event()
 
 
 @functools.cache
@@ -24,3 +26,17 @@ def install(svc: Services | None) -> None:
     """Use ``svc`` for jobs in this process (tests, in-process workers); None: the default."""
     global _override  # noqa: PLW0603 - one slot per process, by design
     _override = svc
+
+
+def stop_requested() -> bool:
+    """True once this worker process was asked to stop (SIGTERM, Ctrl-C): jobs wind down."""
+    return _stopping.is_set()
+
+
+def request_stop() -> None:
+    _stopping.set()
+
+
+def clear_stop() -> None:
+    """For tests and for a worker started again in the same process."""
+    _stopping.clear()

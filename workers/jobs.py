@@ -69,6 +69,7 @@ def send_context() -> sender.SendContext:
                 now=utcnow,
                 concurrency=settings.send_concurrency,
                 default_rate=settings.default_sms_rate,
+                stopping=context.stop_requested,
             )
         return _send_context
 
@@ -166,6 +167,9 @@ def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
     else:
         outcome = sender.send_batch(send_context(), campaign_id, first_id, last_id)
     queue = _queue(SEND_QUEUE)
+    if outcome.stopped == sender.SHUTDOWN:
+        # This worker is stopping: the next one takes the rest of the range.
+        queue.enqueue(send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL)
     for opens in outcome.deferred_until:
         queue.enqueue_at(opens, send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL)
     if outcome.retry_after is not None:

@@ -98,3 +98,38 @@ def test_sigkill_mid_campaign_then_restart_loses_nothing_and_sends_nothing_twice
         report = campaigns.status(session, campaign_id)
     assert report.by_state == {k.SENT: 300}
     assert report.state == k.COMPLETED
+
+
+def test_sigterm_ends_a_slow_batch_after_its_group_and_hands_the_rest_back(
+    services: Services, worker_env: dict[str, str]
+) -> None:
+    campaign_id = launch(services, 60, rate=4.0)  # one send job of 60 texts: 15 s at this rate
+    worker = start_worker(worker_env, burst=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(outbox_counts(services)) < 3:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err.decode()[-2000:]
+    sent = outbox_counts(services)
+    assert 3 <= len(sent) < 60, "the job should have stopped early, not run to its end"
+    with services.sessions() as session:
+        states = dict(
+            session.execute(
+                select(Delivery.state, func.count(Delivery.id))
+                .where(Delivery.campaign_id == campaign_id)
+                .group_by(Delivery.state)
+            ).all()
+        )
+    # Nothing left claimed for the reconciler: the group in flight finished or went back.
+    assert k.CLAIMED not in states
+    assert states[k.SENT] == len(sent)
+    # The rest of the range is back on the queue: the next worker finishes it, no reconciler.
+    restarted = start_worker(worker_env)
+    _, err = restarted.communicate(timeout=120)
+    assert restarted.returncode == 0, err.decode()[-2000:]
+    after = outbox_counts(services)
+    assert len(after) == 60
+    assert set(after.values()) == {1}
+    with services.sessions() as session:
+        assert campaigns.status(session, campaign_id).state == k.COMPLETED
