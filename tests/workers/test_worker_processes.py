@@ -44,6 +44,22 @@ def launch(services: Services, members: int, rate: float) -> int:
     return campaign_id
 
 
+def finish_with_a_new_worker(
+    services: Services, env: dict[str, str], campaign_id: int, *, members: int
+) -> None:
+    """A burst worker empties the queue: every member has exactly one text, the campaign is done."""
+    worker = start_worker(env)
+    _, err = worker.communicate(timeout=180)
+    assert worker.returncode == 0, err.decode()[-2000:]
+    after = outbox_counts(services)
+    assert len(after) == members
+    assert set(after.values()) == {1}
+    with services.sessions() as session:
+        report = campaigns.status(session, campaign_id)
+    assert report.by_state == {k.SENT: members}
+    assert report.state == k.COMPLETED
+
+
 def test_three_worker_processes_send_exactly_one_text_each(
     services: Services, worker_env: dict[str, str]
 ) -> None:
@@ -88,16 +104,7 @@ def test_sigkill_mid_campaign_then_restart_loses_nothing_and_sends_nothing_twice
     for cid in result.campaigns:
         jobs.enqueue_batches(cid)
     # A new worker finishes the job (the killed one's batches are still on the queue).
-    restarted = start_worker(worker_env)
-    _, err = restarted.communicate(timeout=180)
-    assert restarted.returncode == 0, err.decode()[-2000:]
-    after = outbox_counts(services)
-    assert len(after) == 300
-    assert set(after.values()) == {1}
-    with services.sessions() as session:
-        report = campaigns.status(session, campaign_id)
-    assert report.by_state == {k.SENT: 300}
-    assert report.state == k.COMPLETED
+    finish_with_a_new_worker(services, worker_env, campaign_id, members=300)
 
 
 def test_sigterm_ends_a_slow_batch_after_its_group_and_hands_the_rest_back(
@@ -125,11 +132,4 @@ def test_sigterm_ends_a_slow_batch_after_its_group_and_hands_the_rest_back(
     assert k.CLAIMED not in states
     assert states[k.SENT] == len(sent)
     # The rest of the range is back on the queue: the next worker finishes it, no reconciler.
-    restarted = start_worker(worker_env)
-    _, err = restarted.communicate(timeout=120)
-    assert restarted.returncode == 0, err.decode()[-2000:]
-    after = outbox_counts(services)
-    assert len(after) == 60
-    assert set(after.values()) == {1}
-    with services.sessions() as session:
-        assert campaigns.status(session, campaign_id).state == k.COMPLETED
+    finish_with_a_new_worker(services, worker_env, campaign_id, members=60)
