@@ -284,16 +284,21 @@ def build_audience(
             f" SELECT 'sms', phone, '*', 'invalid', {ts} FROM members"
             f" WHERE {_h('id', 0)} >= 8 AND {_h('id', 1)} < 1 AND id % 2 = 0"
         )
+    run_build(engine, statements, analyze=not sqlite, verbose=verbose)
+    return huddle_id
+
+
+def run_build(engine: Engine, statements: Sequence[str], *, analyze: bool, verbose: bool) -> None:
+    """Run bulk-load statements in one transaction, timing each; then ANALYZE (PostgreSQL)."""
     with engine.begin() as conn:
         for sql in statements:
             started = time.perf_counter()
             conn.execute(text(sql))
             if verbose:
                 print(f"    {time.perf_counter() - started:6.1f} s  {sql[:64]}…", flush=True)
-    if not sqlite:
+    if analyze:
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
-    return huddle_id
 
 
 def _pick(expr: str, values: Sequence[str]) -> str:

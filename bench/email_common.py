@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PYTHON, Children, _h, child_env
+from _common import PYTHON, Children, _h, child_env, run_build
 from sqlalchemy import Engine, text
 
 API_KEY = "SG.bench-key-0123456789"
@@ -119,15 +119,7 @@ def build_email_audience(
             f" updated_at) SELECT id, {personal_id}, 'email', 'active', {ts}, {ts} FROM members"
             f" WHERE id <= {personal_n}"
         )
-    with engine.begin() as conn:
-        for sql in statements:
-            started = time.perf_counter()
-            conn.execute(text(sql))
-            if verbose:
-                print(f"    {time.perf_counter() - started:6.1f} s  {sql[:64]}…", flush=True)
-    if not sqlite:
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+    run_build(engine, statements, analyze=not sqlite, verbose=verbose)
     return batch_id, personal_id
 
 
