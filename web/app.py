@@ -10,8 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from outreach.services import Services
 from outreach.settings import PROJECT_ROOT, Settings
 from web.sessions import CookieSessions
-
-MAX_REQUEST_BYTES = 2 * 1024 * 1024  # webhooks are small; CSV uploads are streamed in chunks
+from webhooks.twilio import MAX_REQUEST_BYTES, TwilioWebhooks
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -31,8 +30,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.session_interface = CookieSessions()
     app.extensions["outreach"] = services
+    # Twilio's webhooks, the inbound hot path, are served ahead of Flask (see webhooks.twilio).
+    wsgi_app = TwilioWebhooks(app.wsgi_app, services)
     # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.wsgi_app = ProxyFix(wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     from web import health, join, pages  # noqa: PLC0415 - blueprints import the app's helpers
     from webhooks import register as register_webhooks  # noqa: PLC0415

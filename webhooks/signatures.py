@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
-from flask import Request, abort, current_app, request
 from twilio.request_validator import RequestValidator, add_port, compare, remove_port
-from werkzeug.datastructures import MultiDict
-
-from web.extensions import services
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def public_url(req: Request, public_base_url: str | None) -> str:
-    """The URL as Twilio saw it: PUBLIC_BASE_URL + path + query, else the (proxy-fixed) URL."""
-    if public_base_url:
-        query = req.query_string.decode("latin-1")
-        return public_base_url + req.path + (f"?{query}" if query else "")
-    return req.url
 
 
 class _SignedParams:
-    """The form as ``RequestValidator`` reads it, without its exception-driven lookups.
+    """A form (name -> values) as ``RequestValidator`` reads it, without its exception lookups.
 
     ``compute_signature`` asks each parameter for ``getall`` (Django's name), falls back to
     ``getlist`` (Flask's) after an AttributeError: with Twilio's ~20 parameters, the exceptions
@@ -34,8 +19,8 @@ class _SignedParams:
 
     __slots__ = ("_lists",)
 
-    def __init__(self, form: MultiDict[str, str]) -> None:
-        self._lists = dict(form.lists())
+    def __init__(self, form: dict[str, list[str]]) -> None:
+        self._lists = form
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._lists)
@@ -64,7 +49,7 @@ def _validator(token: str) -> RequestValidator:
     return RequestValidator(token)
 
 
-def is_valid_signature(token: str, url: str, form: MultiDict[str, str], signature: str) -> bool:
+def is_valid_signature(token: str, url: str, form: dict[str, list[str]], signature: str) -> bool:
     """``RequestValidator(token).validate(url, form, signature)``, stopping at the first match.
 
     ``validate`` always computes the signature over both forms of the URL (and parses the URL each
@@ -77,22 +62,3 @@ def is_valid_signature(token: str, url: str, form: MultiDict[str, str], signatur
         compare(validator.compute_signature(candidate, params), signature)
         for candidate in _signed_urls(url)
     )
-
-
-def require_twilio_signature(view: F) -> F:
-    """403 unless X-Twilio-Signature matches; the view never runs for a forged request."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        settings = services().settings
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature:
-            current_app.logger.warning("twilio webhook %s without a signature", request.path)
-            abort(403)
-        url = public_url(request, settings.public_base_url)
-        if not is_valid_signature(settings.webhook_auth_token, url, request.form, signature):
-            current_app.logger.warning("twilio webhook %s with a bad signature", request.path)
-            abort(403)
-        return view(*args, **kwargs)
-
-    return cast(F, wrapper)
