@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler
 from twilio.twiml.messaging_response import MessagingResponse
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/webhooks/twilio/"
 MAX_REQUEST_BYTES = 2 * 1024 * 1024  # the Flask app's limit too; CSV uploads are streamed in chunks
 _FORM = "application/x-www-form-urlencoded"
+_KEEP_UNDECODABLE = "werkzeug.url_quote"  # a codec error handler werkzeug.urls registers
 _EMPTY_TWIML = str(MessagingResponse()).encode()  # most texts (replies for the inbox) get none
 
 Form = dict[str, list[str]]
@@ -178,8 +179,28 @@ def _read_form(environ: WSGIEnvironment) -> Form:
         text = body.decode()
     except UnicodeDecodeError:
         return form
-    for name, value in parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"):
-        form.setdefault(name, []).append(value)
+    return parse_form(text)
+
+
+def parse_form(text: str) -> Form:
+    """``parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")``, grouped by name.
+
+    The same steps as ``parse_qsl`` without its per-field overhead (a fifth of an inbound text's
+    parsing): split on ``&``, then on the first ``=``; ``+`` is a space; percent escapes are
+    decoded as UTF-8, an undecodable one kept as it came (Werkzeug's error handler).
+    """
+    form: Form = {}
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        name = unquote(name.replace("+", " "), errors=_KEEP_UNDECODABLE)
+        value = unquote(value.replace("+", " "), errors=_KEEP_UNDECODABLE)
+        values = form.get(name)
+        if values is None:
+            form[name] = [value]
+        else:
+            values.append(value)
     return form
 
 

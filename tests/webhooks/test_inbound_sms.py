@@ -13,27 +13,8 @@ from outreach.huddles import create_huddle
 from outreach.models import ConsentEvent, Huddle, InboundMessage, Member, Subscription, Suppression
 from outreach.models import members as m
 from outreach.services import Services
+from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
-
-LOGAN_NUMBER = "+16175550100"
-MARIA = "+16175550111"
-
-
-@pytest.fixture
-def logan(services: Services) -> None:
-    with services.sessions.begin() as session:
-        create_huddle(
-            session,
-            slug="logan",
-            name="Logan Huddle",
-            keywords=["LOGAN", "EASTIE"],
-            sender=LOGAN_NUMBER,
-        )
-
-
-@pytest.fixture
-def phone(client: FlaskClient, logan: None) -> Phone:
-    return Phone(client, MARIA, LOGAN_NUMBER)
 
 
 def sub_state(services: Services, number: str = MARIA, slug: str = "logan") -> str | None:

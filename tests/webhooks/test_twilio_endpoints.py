@@ -1,0 +1,131 @@
+"""The Twilio endpoints' HTTP contract, served ahead of Flask (webhooks.twilio): what Flask gave."""
+
+from __future__ import annotations
+
+import io
+import logging
+from urllib.parse import parse_qsl, quote
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text
+from twilio.request_validator import RequestValidator
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from outreach.models import InboundMessage
+from outreach.services import Services
+from tests.conftest import TEST_AUTH_TOKEN
+from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
+from tests.webhooks.twilio_helpers import BASE, Phone, new_sid, signed_post
+from webhooks.twilio import MAX_REQUEST_BYTES, parse_form, public_url
+
+PATHS = ("/webhooks/twilio/sms", "/webhooks/twilio/status")
+FORM = "application/x-www-form-urlencoded"
+
+
+def inbound_count(services: Services) -> int:
+    with services.sessions() as session:
+        return session.scalar(select(func.count(InboundMessage.id))) or 0
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_other_methods_get_405_with_allow(client: FlaskClient, path: str) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        response = client.open(path, method=method)
+        assert response.status_code == 405
+        assert response.headers["Allow"] == "POST"
+
+
+def test_a_body_over_the_limit_gets_413_and_changes_nothing(
+    client: FlaskClient, services: Services
+) -> None:
+    params = {"MessageSid": new_sid(), "From": MARIA, "To": LOGAN_NUMBER, "Body": "x"}
+    params["Body"] = "x" * (MAX_REQUEST_BYTES + 1)
+    assert signed_post(client, PATHS[0], params).status_code == 413
+    assert inbound_count(services) == 0
+
+
+def test_a_chunked_body_is_read_to_its_end(phone: Phone, services: Services) -> None:
+    """No Content-Length (Transfer-Encoding: chunked): the server marks the input terminated."""
+    params = {"MessageSid": new_sid(), "From": MARIA, "To": LOGAN_NUMBER, "Body": "hello"}
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(BASE + PATHS[0], params)
+    body = "&".join(f"{k}={quote(v)}" for k, v in params.items()).encode()
+    response = phone.client.post(
+        PATHS[0],
+        input_stream=io.BytesIO(body),
+        content_type=FORM,
+        headers={"X-Twilio-Signature": signature, "Transfer-Encoding": "chunked"},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert inbound_count(services) == 1
+
+
+def test_a_body_that_is_not_a_form_has_no_parameters(phone: Phone, services: Services) -> None:
+    """JSON (or any other type) is read as no parameters, as Flask's form would be."""
+    url_only = RequestValidator(TEST_AUTH_TOKEN).compute_signature(BASE + PATHS[0], {})
+    response = phone.client.post(
+        PATHS[0],
+        json={"MessageSid": new_sid(), "From": MARIA, "To": LOGAN_NUMBER, "Body": "STOP"},
+        headers={"X-Twilio-Signature": url_only},
+    )
+    assert response.status_code == 400  # signed over no parameters: valid, but no MessageSid
+    assert inbound_count(services) == 0
+
+
+def test_a_garbled_content_length_is_a_400(app: Flask) -> None:
+    environ = EnvironBuilder(
+        path=PATHS[0], method="POST", data="MessageSid=SM1", content_type=FORM
+    ).get_environ()
+    environ["CONTENT_LENGTH"] = "many"  # what a test client would never send
+    _body, status, _headers = run_wsgi_app(app, environ, buffered=True)
+    assert status.startswith("400 ")
+
+
+def test_a_broken_database_is_a_logged_500_not_a_lost_text(
+    phone: Phone, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twilio then retries or calls the fallback URL; the operator sees the traceback."""
+    with services.engine.begin() as connection:
+        connection.execute(text("DROP TABLE inbound_messages"))
+    with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
+        response = phone.send("hello")
+    assert response.status_code == 500
+    assert b"Traceback" not in response.data
+    assert "twilio webhook /webhooks/twilio/sms failed" in caplog.text
+    assert "inbound_messages" in caplog.text  # the cause, in the log only
+
+
+def test_other_paths_still_reach_flask(client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code in (200, 503)
+    assert client.post("/webhooks/twilio/elsewhere").status_code == 404
+
+
+def test_public_url_prefers_the_configured_base() -> None:
+    environ = {
+        "PATH_INFO": "/webhooks/twilio/sms",
+        "QUERY_STRING": "a=1",
+        "wsgi.url_scheme": "http",
+        "HTTP_HOST": "10.0.0.5:8000",
+        "SERVER_NAME": "10.0.0.5",
+        "SERVER_PORT": "8000",
+        "SCRIPT_NAME": "",
+    }
+    assert (
+        public_url(environ, "https://example.org") == "https://example.org/webhooks/twilio/sms?a=1"
+    )
+    assert public_url(environ, None) == "http://10.0.0.5:8000/webhooks/twilio/sms?a=1"
+
+
+_PIECES = [*"ab=&+%2BE9ñ😀 \u200f", "%ED%A0%80", "%C3%A9", "%2B", "%zz", "%"]
+form_text = st.lists(st.sampled_from(_PIECES), max_size=30).map("".join)
+
+
+@given(form_text)
+def test_parse_form_is_parse_qsl_grouped_by_name(raw: str) -> None:
+    expected: dict[str, list[str]] = {}
+    for name, value in parse_qsl(raw, keep_blank_values=True, errors="werkzeug.url_quote"):
+        expected.setdefault(name, []).append(value)
+    assert parse_form(raw) == expected
