@@ -5,11 +5,14 @@ answer), then opt-out (committed before the webhook answers), then HELP, join ke
 confirmations, START, the profile conversation, and last the inbox. An opt-out is never swallowed
 by a conversation or a keyword.
 
-This is the webhook's hot path (bench/inbound_webhook.py measures it). The transaction starts
-with three plain SQL statements (:class:`_Statements`): claim the MessageSid, read the huddles on
-the number texted with their keywords, and read the member with their SMS subscriptions
-(:class:`_Snapshot`). The two commonest texts, a member's reply for the inbox and HELP, are
-answered from that snapshot (:func:`_answer_from_snapshot`). Everything else goes through
+This is the webhook's hot path (bench/inbound_webhook.py measures it). The pure work comes first,
+outside the transaction (on SQLite, outside the database's one write lock): normalizing the
+numbers, and classifying the text with the keywords last seen on the number texted
+(:class:`_EarlyClassification`, checked against the keywords the transaction reads). The
+transaction starts with three plain SQL statements (:class:`_Statements`): claim the MessageSid,
+read the huddles on the number texted with their keywords, and read the member with their SMS
+subscriptions (:class:`_Snapshot`). The two commonest texts, a member's reply for the inbox and
+HELP, are answered from that snapshot (:func:`_answer_from_snapshot`). Everything else goes through
 :func:`_dispatch` and ``outreach.consent`` with an ORM session in the same transaction, which
 starts with the snapshot's rows as already-loaded objects and serves ``sms_subscriptions`` from
 them until the request's first write.
@@ -54,6 +57,37 @@ _ROUTINE_INTENTS = frozenset([Intent.OTHER.value, Intent.SKIP.value, Intent.HELP
 # are texted on are few, and a member's texts come in runs (JOIN, YES, name, zip, replies).
 _normalize_phone = functools.lru_cache(maxsize=4096)(try_normalize_phone)
 
+# The keywords last read for each number texted (and Messaging Service), in the order the
+# transaction reads them. A text is classified with them before its transaction, outside SQLite's
+# write lock, and again inside only when the keywords read there differ (one was added or removed).
+_KEYWORDS_SEEN: dict[tuple[str, str | None], tuple[str, ...]] = {}
+_KEYWORDS_SEEN_MAX = 1024  # numbers we are texted on are few; a bound all the same
+
+
+@dataclass(frozen=True)
+class _EarlyClassification:
+    """A text classified with the keywords last seen on its number, before the transaction."""
+
+    seen_key: tuple[str, str | None]
+    keywords: tuple[str, ...]
+    result: Classification
+
+    @classmethod
+    def of(cls, body: str, to_e164: str, service: str | None) -> _EarlyClassification:
+        key = (to_e164, service)
+        keywords = _KEYWORDS_SEEN.get(key, ())
+        return cls(key, keywords, classify(body, keywords))
+
+    def result_for(self, keywords: tuple[str, ...], body: str) -> Classification:
+        """The classification with the keywords read in the transaction."""
+        if keywords == self.keywords:
+            return self.result
+        if len(_KEYWORDS_SEEN) >= _KEYWORDS_SEEN_MAX:
+            _KEYWORDS_SEEN.clear()
+        _KEYWORDS_SEEN[self.seen_key] = keywords
+        return classify(body, keywords)
+
+
 _T = TypeVar("_T", Huddle, Member, Subscription)
 
 
@@ -88,6 +122,7 @@ def handle_inbound(
     # Pure work first: on SQLite the transaction below holds the database's write lock.
     from_e164 = _normalize_phone(sms.from_raw, default_region)
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
+    early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
     try:
         with _engine(factory).connect() as connection, connection.begin():
             sql = _Statements.on(connection)
@@ -97,7 +132,7 @@ def handle_inbound(
                 intent, reply = sql.answered(sms.message_sid)
                 return InboundResult(intent, reply, duplicate=True)
             with _Orm(factory, connection) as orm:
-                outcome = _apply(orm, sql, sms, inbound, first, from_e164, to_e164)
+                outcome = _apply(orm, sql, sms, inbound, first, from_e164, to_e164, early)
             sql.finish(inbound, outcome)
             return outcome
     except IntegrityError:
@@ -175,13 +210,14 @@ def _apply(
     first: _FirstRead | None,
     from_e164: str | None,
     to_e164: str,
+    early: _EarlyClassification,
 ) -> InboundResult:
     if from_e164 is None or first is None:
         log.info("inbound %s from a non-number sender ignored", sms.message_sid)
         return InboundResult(IGNORED, None)
 
     snapshot = _Snapshot(orm, sql, first)
-    result = classify(sms.body, snapshot.keyword_huddles.keys())
+    result = early.result_for(tuple(snapshot.keyword_huddles), sms.body)
     intent = _intent_with_opt_out_type(result, sms.opt_out_type)
     outcome = _answer_from_snapshot(snapshot, inbound, intent)
     if outcome is None:

@@ -10,7 +10,15 @@ from sqlalchemy import func, select
 
 from outreach import consent
 from outreach.huddles import create_huddle
-from outreach.models import ConsentEvent, Huddle, InboundMessage, Member, Subscription, Suppression
+from outreach.models import (
+    ConsentEvent,
+    Huddle,
+    InboundMessage,
+    JoinKeyword,
+    Member,
+    Subscription,
+    Suppression,
+)
 from outreach.models import members as m
 from outreach.services import Services
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
@@ -52,6 +60,21 @@ def test_keyword_forms_start_a_double_opt_in(phone: Phone, services: Services, b
         assert required in reply
     assert sub_state(services) == m.PENDING
     assert ledger(services) == [("opt_in_requested", "keyword")]
+
+
+def test_keywords_added_or_removed_count_from_the_next_text(
+    phone: Phone, services: Services
+) -> None:
+    """Texts are classified early with the keywords last seen on the number: never stale ones."""
+    assert "To join" in phone.text("hello")  # the number's keywords (LOGAN, EASTIE) now known
+    with services.sessions.begin() as session:
+        logan = session.scalars(select(Huddle).where(Huddle.slug == "logan")).one()
+        logan.keywords.append(JoinKeyword(keyword="ROSES"))
+        logan.keywords.remove(next(k for k in logan.keywords if k.keyword == "EASTIE"))
+    assert "Reply YES to confirm" in phone.text("roses")
+    other = Phone(phone.client, "+16175550122", LOGAN_NUMBER)
+    assert "To join" in other.text("eastie")
+    assert sub_state(services, "+16175550122") is None
 
 
 def test_yes_confirms_and_welcomes(phone: Phone, services: Services) -> None:
