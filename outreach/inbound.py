@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from outreach import consent, copy
 from outreach.classify import Classification, Intent, classify
 from outreach.clock import utcnow
+from outreach.db import HeldConnections
 from outreach.models import Huddle, InboundMessage, Member, Subscription
 from outreach.models import consent as c
 from outreach.models import huddles as h
@@ -109,9 +110,16 @@ class InboundResult:
 
 
 def handle_inbound(
-    factory: sessionmaker[Session], sms: InboundSms, *, default_region: str = "US"
+    factory: sessionmaker[Session],
+    sms: InboundSms,
+    *,
+    default_region: str = "US",
+    connections: HeldConnections | None = None,
 ) -> InboundResult:
-    """Apply an inbound text and return the reply to send (None: say nothing)."""
+    """Apply an inbound text and return the reply to send (None: say nothing).
+
+    ``connections``: the process's held connections (the webhook's); else one from the pool.
+    """
     sms = replace(
         sms,
         message_sid=storable(sms.message_sid, 64),
@@ -124,7 +132,8 @@ def handle_inbound(
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
     early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
     try:
-        with _engine(factory).connect() as connection, connection.begin():
+        transaction = connections.begin() if connections else _engine(factory).begin()
+        with transaction as connection:
             sql = _Statements.on(connection)
             inbound, first = sql.claim_and_read(sms, from_e164, to_e164, utcnow())
             if inbound is None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.db import make_engine, make_session_factory
+from outreach.db import HeldConnections, make_engine, make_session_factory
 from outreach.settings import Settings
 
 
@@ -22,6 +22,11 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis
+    # the inbound webhook's connections, one per thread (see HeldConnections)
+    held: HeldConnections = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.held = HeldConnections(self.engine)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -35,5 +40,6 @@ class Services:
         return cls(settings, engine, make_session_factory(engine), client)
 
     def close(self) -> None:
+        self.held.close()
         self.redis.close()
         self.engine.dispose()

@@ -115,6 +115,7 @@ class TwilioWebhooks:
                 opt_out_type=_first(form, "OptOutType") or None,
             ),
             default_region=self.services.settings.default_region,
+            connections=self.services.held,
         )
         return HTTPStatus.OK, "text/xml; charset=utf-8", twiml(result.reply)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
 import pytest
@@ -15,11 +16,13 @@ from sqlalchemy import func, select, text
 from twilio.request_validator import RequestValidator
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from outreach.db import make_engine, make_session_factory
 from outreach.models import InboundMessage
 from outreach.services import Services
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import BASE, Phone, new_sid, signed_post
+from web import create_app
 from webhooks.twilio import MAX_REQUEST_BYTES, parse_form, public_url
 
 PATHS = ("/webhooks/twilio/sms", "/webhooks/twilio/status")
@@ -84,18 +87,28 @@ def test_a_garbled_content_length_is_a_400(app: Flask) -> None:
     assert status.startswith("400 ")
 
 
-def test_a_broken_database_is_a_logged_500_not_a_lost_text(
-    phone: Phone, services: Services, caplog: pytest.LogCaptureFixture
+def test_a_database_without_our_tables_is_a_logged_500(
+    services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Twilio then retries or calls the fallback URL; the operator sees the traceback."""
-    with services.engine.begin() as connection:
-        connection.execute(text("DROP TABLE inbound_messages"))
-    with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
-        response = phone.send("hello")
+    url = services.settings.database_url
+    if url.startswith("sqlite"):
+        elsewhere = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:  # the test schema is named in search_path; name one that does not exist
+        elsewhere = url.split("options=")[0] + "options=-csearch_path%3Dno_such_schema"
+    engine = make_engine(elsewhere)
+    broken = Services(services.settings, engine, make_session_factory(engine), services.redis)
+    client = create_app(services.settings, broken).test_client()
+    try:
+        with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
+            response = Phone(client, MARIA, LOGAN_NUMBER).send("hello")
+    finally:
+        broken.held.close()
+        engine.dispose()
     assert response.status_code == 500
-    assert b"Traceback" not in response.data
+    assert b"inbound_messages" not in response.data  # the cause goes to the log only
     assert "twilio webhook /webhooks/twilio/sms failed" in caplog.text
-    assert "inbound_messages" in caplog.text  # the cause, in the log only
+    assert "inbound_messages" in caplog.text
 
 
 def test_other_paths_still_reach_flask(client: FlaskClient) -> None:
@@ -129,3 +142,28 @@ def test_parse_form_is_parse_qsl_grouped_by_name(raw: str) -> None:
     for name, value in parse_qsl(raw, keep_blank_values=True, errors="werkzeug.url_quote"):
         expected.setdefault(name, []).append(value)
     assert parse_form(raw) == expected
+
+
+def test_a_lost_database_connection_fails_one_text_and_the_retry_goes_through(
+    phone: Phone, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The webhook holds its connection between texts; a dead one is replaced, not reused."""
+    assert phone.send("hello").status_code == 200
+    (connection,) = (c for _pid, c in services.held._all)
+    if services.engine.dialect.name == "postgresql":
+        with services.engine.begin() as admin:  # the server ends the session, as on a restart
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": _backend(connection)})
+    else:
+        connection.connection.dbapi_connection.close()  # type: ignore[union-attr]
+    sid = new_sid()
+    with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
+        assert phone.send("see you there", sid=sid).status_code == 500
+    assert phone.send("see you there", sid=sid).status_code == 200  # Twilio's retry
+    with services.sessions() as session:
+        bodies = session.scalars(select(InboundMessage.body).order_by(InboundMessage.id)).all()
+    assert bodies == ["hello", "see you there"]
+
+
+def _backend(connection: object) -> int:
+    pid: int = connection.connection.dbapi_connection.info.backend_pid  # type: ignore[attr-defined]
+    return pid
