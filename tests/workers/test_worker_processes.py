@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -35,10 +35,21 @@ def start_worker(env: dict[str, str], *, burst: bool = True) -> subprocess.Popen
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def daytime_zone(now: datetime) -> str:
+    """A fixed-offset zone where it is now about 1 pm: inside every sending window.
+
+    The workers are real processes, so the clock cannot be travelled as in-process tests do;
+    the members are put where it is daytime instead, or the suite would fail every US night.
+    """
+    offset = (13 - now.hour + 12) % 24 - 12  # -12..+11 hours from UTC
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/UTC"  # Etc/GMT+5 is UTC-5
+
+
 def launch(services: Services, members: int, rate: float) -> int:
     with services.sessions.begin() as session:
         huddle = make_huddle(session)
-        add_members(session, huddle, members)
+        for member in add_members(session, huddle, members):
+            member.timezone = daytime_zone(utcnow())
     campaign_id = draft(services, rate=rate)
     jobs.launch_campaign(campaign_id)
     return campaign_id
