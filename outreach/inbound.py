@@ -65,6 +65,29 @@ _KEYWORDS_SEEN: dict[tuple[str, str | None], tuple[str, ...]] = {}
 _KEYWORDS_SEEN_MAX = 1024  # numbers we are texted on are few; a bound all the same
 
 
+_E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """A text's From, as Twilio sent it: E.164 for a phone, else a short code, a name, garbage.
+
+    Validating a number with ``phonenumbers`` costs as much as a tenth of a reply, and at a
+    million members the cache above seldom has it. A member's number is stored normalized, so a
+    From that has E.164's shape is looked up as it is first: a member on file with it is a valid
+    number already checked (normalizing is idempotent). Only other senders are validated.
+    """
+
+    raw: str
+    region: str
+
+    def on_file_candidate(self) -> str | None:
+        return self.raw if _E164_SHAPE.fullmatch(self.raw) else None
+
+    def normalized(self) -> str | None:
+        return _normalize_phone(self.raw, self.region)
+
+
 @dataclass(frozen=True)
 class _EarlyClassification:
     """A text classified with the keywords last seen on its number, before the transaction."""
@@ -128,14 +151,14 @@ def handle_inbound(
         body=storable(sms.body, MAX_STORED_BODY),
     )
     # Pure work first: on SQLite the transaction below holds the database's write lock.
-    from_e164 = _normalize_phone(sms.from_raw, default_region)
+    sender = _Sender(sms.from_raw, default_region)
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
     early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
     try:
         transaction = connections.begin() if connections else _engine(factory).begin()
         with transaction as connection:
             sql = _Statements.on(connection)
-            inbound, first = sql.claim_and_read(sms, from_e164, to_e164, utcnow())
+            inbound, first, from_e164 = sql.claim_and_read(sms, sender, to_e164, utcnow())
             if inbound is None:
                 # Already applied (a retry, or the same MessageSid raced us and won).
                 intent, reply = sql.answered(sms.message_sid)
@@ -416,15 +439,18 @@ class _Statements:
                 cursor.close()
 
     def claim_and_read(
-        self, sms: InboundSms, from_e164: str | None, to_e164: str, now: datetime
-    ) -> tuple[_Inbound | None, _FirstRead | None]:
-        """Insert the row, claiming the MessageSid (None when it is already there), and read.
+        self, sms: InboundSms, sender: _Sender, to_e164: str, now: datetime
+    ) -> tuple[_Inbound | None, _FirstRead | None, str | None]:
+        """Read, and insert the row, claiming the MessageSid (None when it is already there).
 
-        A concurrent transaction holding the same MessageSid makes the INSERT wait for it (the
-        unique index), then do nothing: dedupe holds across processes, and nobody gets an error.
-        Texts from a phone number also read the huddles on the number texted and the member.
+        Texts from a phone number read the member (by the number as Twilio sent it when it has
+        E.164's shape, see :class:`_Sender`) and the huddles on the number texted. A concurrent
+        transaction holding the same MessageSid makes the INSERT wait for it (the unique index),
+        then do nothing: dedupe holds across processes, and nobody gets an error. Also returns
+        the sender's E.164 (None: not a phone number).
         """
         p = self.p
+        from_e164, member_rows = self._member(sender)
         claim = (
             p.claim,
             (
@@ -441,15 +467,30 @@ class _Statements:
         )
         if from_e164 is None:
             (claimed,) = self._run(claim)
-            return (_Inbound(id=claimed[0][0], received_at=now) if claimed else None), None
+            inbound = _Inbound(id=claimed[0][0], received_at=now) if claimed else None
+            return inbound, None, None
         service = sms.messaging_service_sid
         huddles = (p.huddles_or_service, (to_e164, service)) if service else (p.huddles, (to_e164,))
-        member = (p.member, (m.SMS, from_e164))
-        claimed, huddle_rows, member_rows = self._run(claim, huddles, member)
+        claimed, huddle_rows = self._run(claim, huddles)
         if not claimed:
-            return None, None
+            return None, None, from_e164
         inbound = _Inbound(id=claimed[0][0], received_at=now)
-        return inbound, self._first_read(huddles[0], huddle_rows, member_rows)
+        return inbound, self._first_read(huddles[0], huddle_rows, member_rows), from_e164
+
+    def _member(self, sender: _Sender) -> tuple[str | None, list[tuple[Any, ...]]]:
+        """The sender's E.164 and their member rows (with SMS subscriptions; none: not a member)."""
+        on_file = sender.on_file_candidate()
+        if on_file is not None:
+            (rows,) = self._run((self.p.member, (m.SMS, on_file)))
+            if rows:
+                return on_file, rows
+        from_e164 = sender.normalized()
+        if from_e164 is None:
+            return None, []
+        if from_e164 == on_file:
+            return from_e164, []  # already looked up: not a member
+        (rows,) = self._run((self.p.member, (m.SMS, from_e164)))
+        return from_e164, rows
 
     def _first_read(
         self,

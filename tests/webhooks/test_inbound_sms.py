@@ -266,6 +266,53 @@ def test_replies_go_to_the_inbox_without_an_answer(phone: Phone, services: Servi
         assert session.scalars(select(Member)).one().last_replied_at is not None
 
 
+def test_a_member_texting_in_another_format_is_the_same_member(
+    phone: Phone, services: Services
+) -> None:
+    join_and_confirm(phone)
+    national = Phone(phone.client, "(617) 555-0111", LOGAN_NUMBER)  # MARIA, not as E.164
+    assert national.text("on my way") == ""
+    with services.sessions() as session:
+        message = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+        assert message is not None
+        assert message.from_e164 == MARIA
+        assert message.member_id == session.scalars(select(Member.id)).one()
+        assert message.intent == "other"
+
+
+def test_a_member_on_file_is_recognized_without_revalidating_the_number(
+    client: FlaskClient, logan: None, services: Services
+) -> None:
+    """A number stored when valid stays the member's, even if the numbering plan changes.
+
+    +1 555 010 0123 is not a valid number today (555 is no area code). Stored as if validated
+    under older metadata, its STOP is still applied: a member is never lost to a metadata update.
+    """
+    stored = "+15550100123"
+    with services.sessions.begin() as session:
+        huddle = session.scalars(select(Huddle)).one()
+        member = Member(phone=stored)
+        session.add(member)
+        session.flush()
+        consent.set_subscription_state(
+            session,
+            member=member,
+            huddle=huddle,
+            channel=m.SMS,
+            state=m.ACTIVE,
+            provenance=consent.Provenance(source="import"),
+        )
+    assert "unsubscribed" in Phone(client, stored, LOGAN_NUMBER).text("STOP").lower()
+    assert sub_state(services, stored) == m.OPTED_OUT
+    stranger = Phone(client, "+15550100124", LOGAN_NUMBER)  # same shape, not on file, invalid
+    assert stranger.text("STOP") == ""
+    with services.sessions() as session:
+        ignored = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+        assert ignored is not None
+        assert ignored.intent == "ignored"
+        assert ignored.from_e164 is None
+
+
 def test_strangers_get_one_join_hint_a_day(phone: Phone) -> None:
     first = phone.text("hello who is this")
     assert "text a group keyword like" in first
