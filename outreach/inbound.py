@@ -6,16 +6,17 @@ confirmations, START, the profile conversation, and last the inbox. An opt-out i
 by a conversation or a keyword.
 
 This is the webhook's hot path (bench/inbound_webhook.py measures it). The pure work comes first,
-outside the transaction (on SQLite, outside the database's one write lock): normalizing the
-numbers, and classifying the text with the keywords last seen on the number texted
-(:class:`_EarlyClassification`, checked against the keywords the transaction reads). The
-transaction starts with three plain SQL statements (:class:`_Statements`): claim the MessageSid,
-read the huddles on the number texted with their keywords, and read the member with their SMS
-subscriptions (:class:`_Snapshot`). The two commonest texts, a member's reply for the inbox and
-HELP, are answered from that snapshot (:func:`_answer_from_snapshot`). Everything else goes through
-:func:`_dispatch` and ``outreach.consent`` with an ORM session in the same transaction, which
-starts with the snapshot's rows as already-loaded objects and serves ``sms_subscriptions`` from
-them until the request's first write.
+outside the transaction (on SQLite, outside the database's one write lock): normalizing the number
+texted, and classifying the text with the keywords last seen on it (:class:`_EarlyClassification`,
+checked against the keywords the transaction reads). The sender's number is validated only when no
+member has it on file (:class:`_Sender`). The transaction starts with three plain SQL statements
+(:class:`_Statements`): read the member with their SMS subscriptions, claim the MessageSid, and
+read the huddles on the number texted with their keywords (:class:`_Snapshot`). The two commonest
+texts, a member's reply for the inbox and HELP, are answered from that snapshot
+(:func:`_answer_from_snapshot`). Everything else goes through :func:`_dispatch` and
+``outreach.consent`` with an ORM session in the same transaction, which starts with the snapshot's
+rows as already-loaded objects and serves ``sms_subscriptions`` from them until the request's first
+write.
 """
 
 from __future__ import annotations
