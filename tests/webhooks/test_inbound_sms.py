@@ -23,6 +23,7 @@ from outreach.models import members as m
 from outreach.services import Services
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
+from tests.workers.campaign_helpers import add_members
 
 
 def sub_state(services: Services, number: str = MARIA, slug: str = "logan") -> str | None:
@@ -285,26 +286,16 @@ def test_a_member_on_file_is_recognized_without_revalidating_the_number(
 ) -> None:
     """A number stored when valid stays the member's, even if the numbering plan changes.
 
-    +1 555 010 0123 is not a valid number today (555 is no area code). Stored as if validated
+    +1 555 200 0000 is not a valid number today (555 is no area code). Stored as if validated
     under older metadata, its STOP is still applied: a member is never lost to a metadata update.
     """
-    stored = "+15550100123"
     with services.sessions.begin() as session:
-        huddle = session.scalars(select(Huddle)).one()
-        member = Member(phone=stored)
-        session.add(member)
-        session.flush()
-        consent.set_subscription_state(
-            session,
-            member=member,
-            huddle=huddle,
-            channel=m.SMS,
-            state=m.ACTIVE,
-            provenance=consent.Provenance(source="import"),
-        )
+        (member,) = add_members(session, session.scalars(select(Huddle)).one(), 1, area="555")
+        stored = member.phone
+    assert stored == "+15552000000"
     assert "unsubscribed" in Phone(client, stored, LOGAN_NUMBER).text("STOP").lower()
     assert sub_state(services, stored) == m.OPTED_OUT
-    stranger = Phone(client, "+15550100124", LOGAN_NUMBER)  # same shape, not on file, invalid
+    stranger = Phone(client, "+15552000001", LOGAN_NUMBER)  # same shape, not on file, invalid
     assert stranger.text("STOP") == ""
     with services.sessions() as session:
         ignored = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
