@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import Boolean, Column, Connection, Dialect, Engine, event, inspect, select
+from sqlalchemy import Boolean, Column, Connection, Dialect, event, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
@@ -135,14 +135,15 @@ class InboundResult:
 
 def handle_inbound(
     factory: sessionmaker[Session],
+    connections: HeldConnections,
     sms: InboundSms,
     *,
     default_region: str = "US",
-    connections: HeldConnections | None = None,
 ) -> InboundResult:
     """Apply an inbound text and return the reply to send (None: say nothing).
 
-    ``connections``: the process's held connections (the webhook's); else one from the pool.
+    The transaction runs on this thread's held connection; ``factory`` makes the ORM session
+    that JOIN, STOP and the like use on it.
     """
     sms = replace(
         sms,
@@ -156,8 +157,7 @@ def handle_inbound(
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
     early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
     try:
-        transaction = connections.begin() if connections else _engine(factory).begin()
-        with transaction as connection:
+        with connections.begin() as connection:
             sql = _Statements.on(connection)
             inbound, first, from_e164 = sql.claim_and_read(sms, sender, to_e164, utcnow())
             if inbound is None:
@@ -175,15 +175,6 @@ def handle_inbound(
                 select(InboundMessage).where(InboundMessage.message_sid == sms.message_sid)
             ).one()
             return InboundResult(existing.intent, existing.reply_text, duplicate=True)
-
-
-def _engine(factory: sessionmaker[Session]) -> Engine:
-    bind = factory.kw.get("bind")
-    if isinstance(bind, Engine):
-        return bind
-    with factory() as session:  # not bound to an Engine directly: ask a session
-        found = session.get_bind()
-    return found if isinstance(found, Engine) else found.engine
 
 
 class _Orm:

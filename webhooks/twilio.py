@@ -106,6 +106,7 @@ class TwilioWebhooks:
             raise HttpError(HTTPStatus.BAD_REQUEST, "MessageSid is required")
         result = handle_inbound(
             self.services.sessions,
+            self.services.held,
             InboundSms(
                 message_sid=message_sid[:64],
                 from_raw=_first(form, "From"),
@@ -115,7 +116,6 @@ class TwilioWebhooks:
                 opt_out_type=_first(form, "OptOutType") or None,
             ),
             default_region=self.services.settings.default_region,
-            connections=self.services.held,
         )
         return HTTPStatus.OK, "text/xml; charset=utf-8", twiml(result.reply)
 
