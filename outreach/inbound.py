@@ -9,14 +9,14 @@ This is the webhook's hot path (bench/inbound_webhook.py measures it). The pure 
 outside the transaction (on SQLite, outside the database's one write lock): normalizing the number
 texted, and classifying the text with the keywords last seen on it (:class:`_EarlyClassification`,
 checked against the keywords the transaction reads). The sender's number is validated only when no
-member has it on file (:class:`_Sender`). The transaction starts with three plain SQL statements
-(:class:`_Statements`): read the member with their SMS subscriptions, claim the MessageSid, and
-read the huddles on the number texted with their keywords (:class:`_Snapshot`). The two commonest
-texts, a member's reply for the inbox and HELP, are answered from that snapshot
-(:func:`_answer_from_snapshot`). Everything else goes through :func:`_dispatch` and
-``outreach.consent`` with an ORM session in the same transaction, which starts with the snapshot's
-rows as already-loaded objects and serves ``sms_subscriptions`` from them until the request's first
-write.
+member has it on file (:class:`_Sender`). The transaction reads first, with plain SQL
+(:class:`_Statements`): the member with their SMS subscriptions, and the huddles on the number
+texted with their keywords (:class:`_Snapshot`). The two commonest texts, a member's reply for the
+inbox and HELP, are answered from that snapshot (:func:`_answer_from_snapshot`) and claim their
+MessageSid with their row complete, in one INSERT. Everything else claims the MessageSid first,
+then goes through :func:`_dispatch` and ``outreach.consent`` with an ORM session in the same
+transaction, which starts with the snapshot's rows as already-loaded objects and serves
+``sms_subscriptions`` from them until the request's first write.
 """
 
 from __future__ import annotations
@@ -158,16 +158,7 @@ def handle_inbound(
     early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
     try:
         with connections.begin() as connection:
-            sql = _Statements.on(connection)
-            inbound, first, from_e164 = sql.claim_and_read(sms, sender, to_e164, utcnow())
-            if inbound is None:
-                # Already applied (a retry, or the same MessageSid raced us and won).
-                intent, reply = sql.answered(sms.message_sid)
-                return InboundResult(intent, reply, duplicate=True)
-            with _Orm(factory, connection) as orm:
-                outcome = _apply(orm, sql, sms, inbound, first, from_e164, to_e164, early)
-            sql.finish(inbound, outcome)
-            return outcome
+            return _apply(factory, connection, sms, sender, to_e164, early)
     except IntegrityError:
         # Another write raced us in another process and won: answer as the MessageSid was.
         with factory() as session:
@@ -216,10 +207,11 @@ def storable(text: str, limit: int) -> str:
 
 @dataclass
 class _Inbound:
-    """The inbound_messages row of this text: claimed first, completed by ``_Statements.finish``."""
+    """This text's inbound_messages row: its values, then its id once the MessageSid is claimed."""
 
-    id: int
     received_at: datetime
+    id: int | None = None
+    completed_by_finish: bool = False  # claimed incomplete, before the ORM's consent changes
     huddle_id: int | None = None
     member_id: int | None = None
     flagged: bool = False
@@ -227,28 +219,50 @@ class _Inbound:
 
 
 def _apply(
-    orm: _Orm,
-    sql: _Statements,
+    factory: sessionmaker[Session],
+    connection: Connection,
     sms: InboundSms,
-    inbound: _Inbound,
-    first: _FirstRead | None,
-    from_e164: str | None,
+    sender: _Sender,
     to_e164: str,
     early: _EarlyClassification,
 ) -> InboundResult:
-    if from_e164 is None or first is None:
-        log.info("inbound %s from a non-number sender ignored", sms.message_sid)
-        return InboundResult(IGNORED, None)
+    """The text's work in the transaction: read, decide, then claim the MessageSid and write.
 
-    snapshot = _Snapshot(orm, sql, first)
-    result = early.result_for(tuple(snapshot.keyword_huddles), sms.body)
-    intent = _intent_with_opt_out_type(result, sms.opt_out_type)
-    outcome = _answer_from_snapshot(snapshot, inbound, intent)
-    if outcome is None:
-        context = _Context(orm.session, sms, inbound, snapshot, from_e164, to_e164)
-        outcome = _dispatch(context, intent, result, snapshot.keywords)
-        if context.member is not None:
-            inbound.member_id = context.member.id
+    The commonest texts (a member's reply, HELP) are decided from what was read and claimed
+    with their row complete: one INSERT (and a reply's ``last_replied_at``). The others claim
+    first, as IGNORED, then change consent through the ORM and complete the row
+    (``_Statements.finish``). A claim that finds the MessageSid taken is a duplicate, answered
+    as the first delivery was; nothing else is written.
+    """
+    sql = _Statements.on(connection)
+    inbound = _Inbound(received_at=utcnow())
+    from_e164, first = sql.read(sender, to_e164, sms.messaging_service_sid)
+    if from_e164 is None or first is None:
+        outcome = InboundResult(IGNORED, None)
+        if not sql.claim(sms, from_e164, to_e164, inbound, outcome):
+            return sql.answered(sms.message_sid)
+        log.info("inbound %s from a non-number sender ignored", sms.message_sid)
+        return outcome
+    with _Orm(factory, connection) as orm:
+        snapshot = _Snapshot(orm, sql, first)
+        result = early.result_for(tuple(snapshot.keyword_huddles), sms.body)
+        intent = _intent_with_opt_out_type(result, sms.opt_out_type)
+        answered = _answer_from_snapshot(snapshot, inbound, intent)
+        if answered is not None:
+            if not sql.claim(sms, from_e164, to_e164, inbound, answered):
+                return sql.answered(sms.message_sid)
+            if inbound.member_replied:
+                sql.member_replied(inbound)
+            outcome = answered
+        else:
+            if not sql.claim(sms, from_e164, to_e164, inbound, None):
+                return sql.answered(sms.message_sid)
+            context = _Context(orm.session, sms, inbound, snapshot, from_e164, to_e164)
+            outcome = _dispatch(context, intent, result, snapshot.keywords)
+            if context.member is not None:
+                inbound.member_id = context.member.id
+    if inbound.completed_by_finish:
+        sql.finish(inbound, outcome)  # after the ORM's flush: the row may name a new member
     # Consent changes, joins and flags at INFO; the routine texts (replies for the inbox, HELP,
     # profile answers: most of the traffic, each kept as its inbound row) at DEBUG.
     routine = outcome.intent in _ROUTINE_INTENTS and not inbound.flagged
@@ -430,44 +444,66 @@ class _Statements:
             for cursor in cursors:
                 cursor.close()
 
-    def claim_and_read(
-        self, sms: InboundSms, sender: _Sender, to_e164: str, now: datetime
-    ) -> tuple[_Inbound | None, _FirstRead | None, str | None]:
-        """Read, and insert the row, claiming the MessageSid (None when it is already there).
+    def read(
+        self, sender: _Sender, to_e164: str, service: str | None
+    ) -> tuple[str | None, _FirstRead | None]:
+        """The sender's E.164 and what the text is decided from; (None, None): not a phone.
 
-        Texts from a phone number read the member (by the number as Twilio sent it when it has
-        E.164's shape, see :class:`_Sender`) and the huddles on the number texted. A concurrent
-        transaction holding the same MessageSid makes the INSERT wait for it (the unique index),
-        then do nothing: dedupe holds across processes, and nobody gets an error. Also returns
-        the sender's E.164 (None: not a phone number).
+        The member is read by the number as Twilio sent it when it has E.164's shape (see
+        :class:`_Sender`); then the huddles on the number texted (or its Messaging Service).
         """
         p = self.p
         from_e164, member_rows = self._member(sender)
-        claim = (
-            p.claim,
-            (
-                sms.message_sid,
-                sms.from_raw,
-                from_e164,
-                to_e164[:64],
-                sms.body,
-                IGNORED,
-                p.bind_bool(False),
-                p.bind_bool(False),
-                p.bind_time(now),
-            ),
-        )
         if from_e164 is None:
-            (claimed,) = self._run(claim)
-            inbound = _Inbound(id=claimed[0][0], received_at=now) if claimed else None
-            return inbound, None, None
-        service = sms.messaging_service_sid
+            return None, None
         huddles = (p.huddles_or_service, (to_e164, service)) if service else (p.huddles, (to_e164,))
-        claimed, huddle_rows = self._run(claim, huddles)
+        (huddle_rows,) = self._run(huddles)
+        return from_e164, self._first_read(huddles[0], huddle_rows, member_rows)
+
+    def claim(
+        self,
+        sms: InboundSms,
+        from_e164: str | None,
+        to_e164: str,
+        inbound: _Inbound,
+        outcome: InboundResult | None,
+    ) -> bool:
+        """Insert the text's row unless its MessageSid is there already (then False).
+
+        With ``outcome`` the row is inserted complete; without, as IGNORED, and ``finish``
+        completes it. A concurrent transaction holding the same MessageSid makes the INSERT
+        wait for it (the unique index), then do nothing: dedupe holds across processes, and
+        nobody gets an error.
+        """
+        p = self.p
+        if outcome is None:
+            inbound.completed_by_finish = True
+            intent, reply = IGNORED, None
+        else:
+            intent, reply = outcome.intent, outcome.reply
+        (claimed,) = self._run(
+            (
+                p.claim,
+                (
+                    sms.message_sid,
+                    sms.from_raw,
+                    from_e164,
+                    to_e164[:64],
+                    sms.body,
+                    intent,
+                    reply,
+                    inbound.member_id,
+                    inbound.huddle_id,
+                    p.bind_bool(inbound.flagged),
+                    p.bind_bool(False),
+                    p.bind_time(inbound.received_at),
+                ),
+            )
+        )
         if not claimed:
-            return None, None, from_e164
-        inbound = _Inbound(id=claimed[0][0], received_at=now)
-        return inbound, self._first_read(huddles[0], huddle_rows, member_rows), from_e164
+            return False
+        inbound.id = claimed[0][0]
+        return True
 
     def _member(self, sender: _Sender) -> tuple[str | None, list[tuple[Any, ...]]]:
         """The sender's E.164 and their member rows (with SMS subscriptions; none: not a member)."""
@@ -516,18 +552,25 @@ class _Statements:
             ],
         )
 
-    def answered(self, message_sid: str) -> tuple[str, str | None]:
+    def answered(self, message_sid: str) -> InboundResult:
+        """A duplicate MessageSid: the answer the first delivery got."""
         ((intent, reply),) = self._run((self.p.answered, (message_sid,)))[0]
-        return intent, reply
+        return InboundResult(intent, reply, duplicate=True)
 
     def insert_member(self, phone: str, created_at: datetime) -> int:
         (inserted,) = self._run((self.p.insert_member, (phone, self.p.bind_time(created_at))))
         member_id: int = inserted[0][0]
         return member_id
 
+    def member_replied(self, inbound: _Inbound) -> None:
+        """A reply's one write besides its row: ``members.last_replied_at``."""
+        when = self.p.bind_time(inbound.received_at)
+        self._run((self.p.member_replied, (when, inbound.member_id)))
+
     def finish(self, inbound: _Inbound, outcome: InboundResult) -> None:
+        """Complete a row claimed before the ORM's changes (``claim`` without an outcome)."""
         p = self.p
-        statements: list[tuple[str, Sequence[Any]]] = [
+        self._run(
             (
                 p.finish,
                 (
@@ -539,11 +582,7 @@ class _Statements:
                     inbound.id,
                 ),
             )
-        ]
-        if inbound.member_replied:
-            when = p.bind_time(inbound.received_at)
-            statements.append((p.member_replied, (when, inbound.member_id)))
-        self._run(*statements)
+        )
 
 
 def _identity(value: Any) -> Any:
@@ -651,7 +690,8 @@ class _Prepared:
         time_type = InboundMessage.__table__.c.received_at.type
         claim = sql(
             """INSERT INTO inbound_messages (message_sid, from_raw, from_e164, to_number, body,
-            intent, flagged, handled, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            intent, reply_text, member_id, huddle_id, flagged, handled, received_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (message_sid) DO NOTHING RETURNING id"""
         )
         answered = sql("SELECT intent, reply_text FROM inbound_messages WHERE message_sid = ?")

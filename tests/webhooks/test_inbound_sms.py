@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -320,6 +322,36 @@ def test_duplicate_delivery_changes_nothing_and_gets_the_same_answer(
     assert ledger(services) == [("opt_in_requested", "keyword")]
     with services.sessions() as session:
         assert session.scalar(select(func.count(InboundMessage.id))) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "intent"), [("See you Saturday!", "other"), ("HELP", "help"), ("info", "help")]
+)
+def test_a_duplicate_reply_or_help_changes_nothing_and_gets_the_same_answer(
+    phone: Phone, services: Services, body: str, intent: str
+) -> None:
+    """Replies and HELP claim their MessageSid with the row complete, after reading: a retry
+    finds it taken and writes nothing, not even the reply's last_replied_at."""
+    join_and_confirm(phone)
+    sid = new_sid()
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        first = phone.send(body, sid=sid)
+    with time_machine.travel(start + timedelta(hours=1), tick=False):
+        second = phone.send(body, sid=sid)
+    assert first.status_code == second.status_code == 200
+    assert first.get_data() == second.get_data()
+    with services.sessions() as session:
+        member = session.scalars(select(Member)).one()
+        row = session.scalars(select(InboundMessage).where(InboundMessage.message_sid == sid)).one()
+        assert (row.intent, row.member_id, row.from_e164) == (intent, member.id, MARIA)
+        assert row.huddle_id is not None
+        assert row.received_at == start
+        if intent == "other":  # for the inbox: no answer, the member's last reply is this one
+            assert (row.reply_text, member.last_replied_at) == (None, start)
+        else:
+            assert row.reply_text is not None
+            assert member.last_replied_at is None
 
 
 @pytest.mark.parametrize("sender", ["262966", "TWILIO", "", "+1", "garbage<script>"])
