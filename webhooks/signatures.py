@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import functools
-from collections.abc import Iterator
+import hmac
 from urllib.parse import urlparse
 
-from twilio.request_validator import RequestValidator, add_port, compare, remove_port
-
-
-class _SignedParams:
-    """A form (name -> values) as ``RequestValidator`` reads it, without its exception lookups.
-
-    ``compute_signature`` asks each parameter for ``getall`` (Django's name), falls back to
-    ``getlist`` (Flask's) after an AttributeError: with Twilio's ~20 parameters, the exceptions
-    cost more than the HMAC. Same names, same values, so the same signature.
-    """
-
-    __slots__ = ("_lists",)
-
-    def __init__(self, form: dict[str, list[str]]) -> None:
-        self._lists = form
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._lists)
-
-    def __len__(self) -> int:
-        return len(self._lists)
-
-    def getall(self, name: str) -> list[str]:
-        return self._lists[name]
-
-    getlist = getall
-
-    def __getitem__(self, name: str) -> str:
-        return self._lists[name][0]
+from twilio.request_validator import add_port, remove_port
 
 
 @functools.lru_cache(maxsize=64)
@@ -44,9 +17,23 @@ def _signed_urls(url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((remove_port(parsed), add_port(parsed))))
 
 
-@functools.lru_cache(maxsize=8)
-def _validator(token: str) -> RequestValidator:
-    return RequestValidator(token)
+def compute_signature(token: str, url: str, form: dict[str, list[str]]) -> str:
+    """Twilio's X-Twilio-Signature of a form-encoded request (HMAC-SHA1, base64).
+
+    ``RequestValidator.compute_signature``'s string: the URL, then each name and each of its
+    distinct values, names and values sorted. Computed with the one-shot ``hmac.digest`` (the
+    OpenSSL HMAC) instead of the SDK's ``hmac.new`` object: a tenth of an inbound text's CPU less
+    (tests/webhooks/test_twilio_endpoints.py checks it against the SDK on random forms).
+    """
+    parts = [url]
+    for name in sorted(form):
+        values = form[name]
+        if len(values) == 1:
+            parts.append(name + values[0])
+        else:
+            parts.extend(name + value for value in sorted(set(values)))
+    digest = hmac.digest(token.encode(), "".join(parts).encode(), "sha1")
+    return base64.b64encode(digest).decode()
 
 
 def is_valid_signature(token: str, url: str, form: dict[str, list[str]], signature: str) -> bool:
@@ -56,9 +43,8 @@ def is_valid_signature(token: str, url: str, form: dict[str, list[str]], signatu
     time); a form-encoded webhook is valid when either matches, so the second is computed only
     when the first does not match.
     """
-    validator = _validator(token)
-    params = _SignedParams(form)
+    expected = signature.encode()
     return any(
-        compare(validator.compute_signature(candidate, params), signature)
+        hmac.compare_digest(compute_signature(token, candidate, form).encode(), expected)
         for candidate in _signed_urls(url)
     )

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from outreach.db import make_engine, make_session_factory
@@ -23,6 +24,7 @@ from tests.conftest import TEST_AUTH_TOKEN
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import BASE, Phone, new_sid, signed_post
 from web import create_app
+from webhooks.signatures import compute_signature, is_valid_signature
 from webhooks.twilio import MAX_REQUEST_BYTES, parse_form, public_url
 
 PATHS = ("/webhooks/twilio/sms", "/webhooks/twilio/status")
@@ -143,6 +145,22 @@ def test_parse_form_is_parse_qsl_grouped_by_name(raw: str) -> None:
     for name, value in parse_qsl(raw, keep_blank_values=True, errors="werkzeug.url_quote"):
         expected.setdefault(name, []).append(value)
     assert parse_form(raw) == expected
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)  # UTF-8-encodable
+_forms = st.dictionaries(_text, st.lists(_text, min_size=1, max_size=3), max_size=6)
+_URLS = ["https://outreach.test/webhooks/twilio/sms", "https://x.example:8443/status?a=1&b=%20"]
+
+
+@given(_forms, st.sampled_from(_URLS))
+def test_our_signature_is_the_twilio_sdks(form: dict[str, list[str]], url: str) -> None:
+    """Repeated names, repeated values, any Unicode: the SDK's string, the SDK's HMAC."""
+    multidict = MultiDict([(name, value) for name, values in form.items() for value in values])
+    expected = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, multidict)
+    assert compute_signature(TEST_AUTH_TOKEN, url, form) == expected
+    assert is_valid_signature(TEST_AUTH_TOKEN, url, form, expected)
+    assert not is_valid_signature("another-token", url, form, expected)
+    assert not is_valid_signature(TEST_AUTH_TOKEN, url + "x", form, expected)
 
 
 def test_a_lost_database_connection_fails_one_text_and_the_retry_goes_through(
