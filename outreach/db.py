@@ -126,7 +126,7 @@ class HeldConnections:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._local = threading.local()
-        self._all: list[tuple[int, Connection]] = []  # (pid, connection), for close
+        self._all: list[tuple[int, threading.Thread, Connection]] = []  # (pid, owner, connection)
         self._lock = threading.Lock()
 
     @contextmanager
@@ -144,15 +144,28 @@ class HeldConnections:
         pid = os.getpid()
         connection: Connection | None = getattr(self._local, "connection", None)
         if connection is None or connection.closed or self._local.pid != pid:
+            self._release_orphans(pid)
             connection = self.engine.connect()
             with self._lock:
-                self._all.append((pid, connection))
+                self._all.append((pid, threading.current_thread(), connection))
             self._local.connection, self._local.pid = connection, pid
         return connection
 
+    def _release_orphans(self, pid: int) -> None:
+        """Return the connections of this process's threads that have ended.
+
+        A server that starts a thread per request (Werkzeug's threaded server) would otherwise
+        keep one connection per request it ever served, until the pool ran dry.
+        """
+        with self._lock:
+            ended = [c for p, t, c in self._all if p == pid and not t.is_alive()]
+            self._all = [(p, t, c) for p, t, c in self._all if p != pid or t.is_alive()]
+        for connection in ended:
+            connection.close()
+
     def _release(self, connection: Connection) -> None:
         with self._lock:
-            self._all = [(p, c) for p, c in self._all if c is not connection]
+            self._all = [(p, t, c) for p, t, c in self._all if c is not connection]
         self._local.connection = None
         connection.close()
 
@@ -160,7 +173,7 @@ class HeldConnections:
         """Return this process's connections to the pool (a parent's are not the child's)."""
         pid = os.getpid()
         with self._lock:
-            mine = [c for p, c in self._all if p == pid]
+            mine = [c for p, _, c in self._all if p == pid]
             self._all = []
         for connection in mine:
             connection.close()

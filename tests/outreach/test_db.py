@@ -68,3 +68,24 @@ def test_begin_gives_up_after_the_busy_timeout(
     with engine.begin() as connection:
         assert connection.execute(text("PRAGMA busy_timeout")).scalar_one() == 200
         assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+
+
+def test_held_connections_of_ended_threads_go_back_to_the_pool(tmp_path: Path) -> None:
+    """A thread per request (Werkzeug's threaded server) must not keep a connection per request."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'held.db'}", pool_size=2, max_overflow=0)
+    engine.pool._timeout = 1  # type: ignore[attr-defined] - fail fast if one is never returned
+    held = db.HeldConnections(engine)
+
+    def request() -> None:
+        with held.begin() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+
+    for _ in range(10):  # five times the pool, one thread after another
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    request()  # this thread's own, after the ended threads' were returned
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    held.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    engine.dispose()
