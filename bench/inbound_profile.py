@@ -66,7 +66,7 @@ def environ_for(path: str, body: bytes, signature: str) -> dict[str, Any]:
     }
 
 
-def load(file: bench.RequestFile) -> list[Request]:
+def load(file: bench.RequestFile | bench.StatusFile) -> list[Request]:
     lines = file.path.read_text().splitlines()
     out = []
     for kind, line in zip(file.kinds, lines, strict=True):
@@ -83,7 +83,17 @@ def main() -> int:
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--sql", action="store_true", help="count SQL statements per kind")
     parser.add_argument("--top", type=int, default=40)
-    parser.add_argument("--kind", help="profile only this kind of text (reply, help, join, stop)")
+    parser.add_argument(
+        "--kind",
+        help="profile only this kind of request (texts: reply, help, join, stop; status "
+        "callbacks: sent, delivered, undelivered, failed, repeat, late)",
+    )
+    parser.add_argument(
+        "--endpoint",
+        choices=["sms", "status"],
+        default="sms",
+        help="inbound texts, or status callbacks for a campaign's deliveries",
+    )
     args = parser.parse_args()
     rng = random.Random(7)
     workdir = Path(tempfile.mkdtemp(prefix="outreach-profile-"))
@@ -107,9 +117,17 @@ def main() -> int:
         app = create_bench_app()
         logging.disable(logging.INFO)  # the app logs a line per text; not what is measured here
         generator = bench.Generator(rng, instance.members, set(instance.members) | {bench.SENDER})
-        warm = load(generator.write(workdir / "warm.txt", 1, args.requests))
-        measured = load(generator.write(workdir / "measured.txt", 2, args.requests))
-        profiled = load(generator.write(workdir / "profiled.txt", 3, args.requests))
+
+        def batch(name: str, number: int) -> list[Request]:
+            path = workdir / f"{name}.txt"
+            if args.endpoint == "status":
+                file = bench.write_status_callbacks(instance, rng, path, number, args.requests)
+                return load(file)
+            return load(generator.write(path, number, args.requests))
+
+        warm, measured, profiled = batch("warm", 1), batch("measured", 2), batch("profiled", 3)
+        path = bench.STATUS_PATH if args.endpoint == "status" else bench.SMS_PATH
+        answer = "204" if args.endpoint == "status" else "200"
 
         statements: Counter[str] = Counter()
         current = [""]
@@ -131,12 +149,12 @@ def main() -> int:
         def call(kind: str, body: bytes, signature: str) -> None:
             current[0] = kind
             status: list[str] = []
-            environ = environ_for(bench.SMS_PATH, body, signature)
+            environ = environ_for(path, body, signature)
             out = app(environ, lambda s, _h: status.append(s))
             b"".join(out)
             if hasattr(out, "close"):
                 out.close()
-            assert status[0].startswith("200"), status
+            assert status[0].startswith(answer), status
 
         for r in warm:
             call(*r)

@@ -72,7 +72,15 @@ from outreach.classify import classify  # noqa: E402
 from outreach.db import make_engine, make_session_factory  # noqa: E402
 from outreach.embedded_redis import EmbeddedRedis  # noqa: E402
 from outreach.huddles import create_huddle  # noqa: E402
-from outreach.models import ConsentEvent, InboundMessage, Member, Subscription  # noqa: E402
+from outreach.models import (  # noqa: E402
+    Campaign,
+    ConsentEvent,
+    Delivery,
+    Huddle,
+    InboundMessage,
+    Member,
+    Subscription,
+)
 from outreach.phones import try_normalize_phone  # noqa: E402
 from outreach.settings import Settings  # noqa: E402
 
@@ -303,6 +311,107 @@ class Generator:
                 sids.append(sid)
                 kinds.append(kind)
         return RequestFile(path, run, sids, kinds)
+
+
+# Status callbacks: what Twilio posts for each message a campaign sent. Each delivery gets "sent",
+# then "delivered", or "undelivered" with 30003 (unreachable: recorded, no policy action), or
+# "failed" with 30006 (a landline: the number is suppressed, the policy's ORM path); a share of
+# callbacks are delivered twice (Twilio retries), and some "sent" arrive after the final status.
+STATUS_PATH = "/webhooks/twilio/status"
+STATUS_MIX = {"undelivered": 0.04, "failed": 0.01}
+STATUS_REPEAT = 0.02  # share of callbacks sent again (same MessageSid and status)
+STATUS_LATE = 0.03  # share of deliveries whose "sent" comes after the final status
+FINAL_STATE = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
+
+
+@dataclass
+class StatusFile:
+    path: Path
+    deliveries: dict[str, str]  # MessageSid -> the delivery's final state
+    kinds: list[str]  # line i's kind: sent, delivered, undelivered, failed, repeat, late
+
+
+def write_status_callbacks(
+    instance: Instance, rng: random.Random, path: Path, number: int, count: int
+) -> StatusFile:
+    """``count`` signed status callbacks for a new campaign's deliveries (inserted here, SENT)."""
+    deliveries = count // 2
+    now = datetime.now(UTC)
+    with make_session_factory(instance.engine).begin() as session:
+        huddle_id = session.scalar(select(Huddle.id).where(Huddle.slug == "logan"))
+        campaign = Campaign(
+            huddle_id=huddle_id,
+            name=f"bench {number}",
+            channel="sms",
+            body="Rally Saturday 10am at the library.",
+            state="sending",
+        )
+        session.add(campaign)
+        session.flush()
+        members = session.execute(select(Member.id, Member.phone).limit(deliveries)).all()
+        sids = [f"SM{number:04x}{i:028x}" for i in range(deliveries)]
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "campaign_id": campaign.id,
+                    "member_id": member_id,
+                    "channel": "sms",
+                    "address": phone,
+                    "state": "sent",
+                    "provider_message_id": sid,
+                    "segments": 1,
+                    "attempts": 1,
+                    "sent_at": now,
+                    "updated_at": now,
+                }
+                for (member_id, phone), sid in zip(members, sids, strict=False)
+            ],
+        )
+    sids = sids[: len(members)]
+    validator = RequestValidator(AUTH_TOKEN)
+    url = PUBLIC_BASE_URL + STATUS_PATH
+    finals: dict[str, str] = {}
+    lines: list[tuple[str, dict[str, str]]] = []
+    for sid, (_, phone) in zip(sids, members, strict=True):
+        roll = rng.random()
+        final = "delivered"
+        for status, share in STATUS_MIX.items():
+            if roll < share:
+                final = status
+                break
+            roll -= share
+        finals[sid] = FINAL_STATE[final]
+        order = ["sent", final] if rng.random() >= STATUS_LATE else [final, "sent"]
+        for status in order:
+            kind = "late" if status == "sent" and order[0] != "sent" else status
+            lines.append((kind, status_params(sid, phone, status)))
+            if rng.random() < STATUS_REPEAT:
+                lines.append(("repeat", status_params(sid, phone, status)))
+    kinds = []
+    with path.open("w", encoding="utf-8") as out:
+        for kind, params in lines[:count]:
+            out.write(f"{validator.compute_signature(url, params)}\t{urlencode(params)}\n")
+            kinds.append(kind)
+    return StatusFile(path, finals, kinds)
+
+
+def status_params(sid: str, to: str, status: str) -> dict[str, str]:
+    """What Twilio posts to a message's StatusCallback."""
+    params = {
+        "SmsSid": sid,
+        "SmsStatus": status,
+        "MessageStatus": status,
+        "To": to,
+        "MessagingServiceSid": "MG" + "2" * 32,
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": SENDER,
+        "ApiVersion": "2010-04-01",
+    }
+    if status in ("undelivered", "failed"):
+        params["ErrorCode"] = "30003" if status == "undelivered" else "30006"
+    return params
 
 
 def check_mix_classifies_as_expected() -> None:

@@ -7,16 +7,18 @@ a delivery never moves backwards (a late "sent" after "delivered" changes nothin
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any, ClassVar
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Dialect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import consent
 from outreach.clock import utcnow
+from outreach.db import HeldConnections
 from outreach.models import Campaign, Delivery, Huddle, Member, StatusEvent, Subscription
 from outreach.models import campaigns as k
 from outreach.models import consent as c
@@ -94,29 +96,112 @@ class StatusOutcome:
 
 def handle_status(
     factory: sessionmaker[Session],
+    connections: HeldConnections,
     *,
     message_sid: str,
     status: str,
     error_code: str | None,
     policy: Mapping[str, ErrorAction] = DEFAULT_ERROR_POLICY,
 ) -> StatusOutcome:
-    status = status.strip().lower()
-    error_code = (error_code or "").strip() or None
-    try:
-        with factory() as session, session.begin():
-            session.add(
-                StatusEvent(
-                    provider_message_id=message_sid[:64],
-                    status=status[:24],
-                    error_code=error_code,
-                    received_at=utcnow(),
-                )
-            )
-            session.flush()
-            return _apply(session, message_sid, status, error_code, policy)
-    except IntegrityError:
-        log.debug("status %s for %s already applied", status, message_sid)
-        return StatusOutcome(applied=False)
+    """Record a status callback and move its delivery forward, on this thread's held connection.
+
+    Callbacks come two or three per message a campaign sends, more than any other request: the
+    common ones (a status, perhaps an error code with no policy action) are three plain
+    statements (:class:`_StatusStatements`). An error code with an action goes through the ORM
+    and ``outreach.consent`` in the same transaction.
+    """
+    status = status.strip().lower()[:24]
+    error_code = (error_code or "").strip()[:16] or None
+    message_sid = message_sid[:64]
+    action = policy.get(error_code or "", ErrorAction.NONE)
+    with connections.begin() as connection:
+        sql = _StatusStatements(connection)
+        if not sql.record(message_sid, status, error_code, utcnow()):
+            log.debug("status %s for %s already applied", status, message_sid)
+            return StatusOutcome(applied=False)
+        if action is not ErrorAction.NONE:
+            with factory(bind=connection) as session:
+                outcome = _apply(session, message_sid, status, error_code, policy)
+                session.flush()
+                return outcome
+        delivery = sql.delivery(message_sid)
+        if delivery is None:
+            log.info("status %s for unknown message %s", status, message_sid)
+            return StatusOutcome(applied=False)
+        delivery_id, state, current_error = delivery
+        moved, new_state, new_error = _advance(state, current_error, status, error_code)
+        if moved or new_error != current_error:
+            sql.update(delivery_id, new_state, new_error, utcnow() if moved else None)
+        return StatusOutcome(applied=moved, delivery_id=delivery_id)
+
+
+def _advance(
+    state: str, current_error: str | None, status: str, error_code: str | None
+) -> tuple[bool, str, str | None]:
+    """(moved, state, error code) of a delivery after a callback: only ever forward.
+
+    An error code is kept when the status moved the delivery, or when it had none yet.
+    """
+    rank, new_state = _STATUS.get(status, (0, None))
+    moved = new_state is not None and rank > _STATE_RANK.get(state, 0)
+    error = error_code if error_code and (moved or current_error is None) else current_error
+    return moved, (new_state if moved and new_state is not None else state), error
+
+
+class _StatusStatements:
+    """The callbacks' SQL, straight to the driver (``exec_driver_sql``) in its paramstyle."""
+
+    _by_dialect: ClassVar[dict[tuple[str, str], tuple[dict[str, str], Callable[[Any], Any]]]] = {}
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        dialect = connection.dialect
+        key = (dialect.name, dialect.paramstyle)
+        found = self._by_dialect.get(key)
+        if found is None:
+            found = self._by_dialect[key] = self._prepare(dialect)
+        self.sql, self.bind_time = found
+
+    @staticmethod
+    def _prepare(dialect: Dialect) -> tuple[dict[str, str], Callable[[Any], Any]]:
+        def sql(text: str) -> str:
+            text = " ".join(text.split())
+            return text if dialect.paramstyle == "qmark" else text.replace("?", "%s")
+
+        delivery = "SELECT id, state, error_code FROM deliveries WHERE provider_message_id = ?"
+        if dialect.name != "sqlite":  # SQLite's transaction holds the database's write lock
+            delivery = f"{delivery} FOR UPDATE"
+        statements = {
+            "record": sql(
+                """INSERT INTO status_events (provider_message_id, status, error_code, received_at)
+                VALUES (?, ?, ?, ?)
+                ON CONFLICT (provider_message_id, status) DO NOTHING RETURNING id"""
+            ),
+            "delivery": sql(delivery),
+            "update": sql(
+                """UPDATE deliveries SET state = ?, error_code = ?,
+                updated_at = COALESCE(?, updated_at) WHERE id = ?"""
+            ),
+        }
+        time_type = StatusEvent.__table__.c.received_at.type
+        return statements, time_type.dialect_impl(dialect).bind_processor(dialect) or _identity
+
+    def record(self, message_sid: str, status: str, error_code: str | None, now: datetime) -> bool:
+        """Store the callback unless (MessageSid, status) is stored already (then False)."""
+        params = (message_sid, status, error_code, self.bind_time(now))
+        return self.connection.exec_driver_sql(self.sql["record"], params).first() is not None
+
+    def delivery(self, message_sid: str) -> tuple[int, str, str | None] | None:
+        row = self.connection.exec_driver_sql(self.sql["delivery"], (message_sid,)).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def update(self, delivery_id: int, state: str, error: str | None, now: datetime | None) -> None:
+        when = None if now is None else self.bind_time(now)
+        self.connection.exec_driver_sql(self.sql["update"], (state, error, when, delivery_id))
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _apply(
@@ -133,13 +218,12 @@ def _apply(
         # Replies we sent and messages from before a restore have no delivery: accept and note.
         log.info("status %s for unknown message %s", status, message_sid)
         return StatusOutcome(applied=False)
-    rank, state = _STATUS.get(status, (0, None))
-    moved = state is not None and rank > _STATE_RANK.get(delivery.state, 0)
+    moved, state, error = _advance(delivery.state, delivery.error_code, status, error_code)
     if moved:
-        delivery.state = state  # type: ignore[assignment]
+        delivery.state = state
         delivery.updated_at = utcnow()
-    if error_code and (moved or delivery.error_code is None):
-        delivery.error_code = error_code
+    if error != delivery.error_code:
+        delivery.error_code = error
     action = policy.get(error_code or "", ErrorAction.NONE)
     if action is not ErrorAction.NONE:
         _apply_error_action(session, delivery, action, error_code or "")

@@ -126,6 +126,7 @@ class TwilioWebhooks:
             raise HttpError(HTTPStatus.BAD_REQUEST, "MessageSid and MessageStatus are required")
         handle_status(
             self.services.sessions,
+            self.services.held,
             message_sid=message_sid,
             status=status,
             error_code=_first(form, "ErrorCode") or None,

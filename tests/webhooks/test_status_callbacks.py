@@ -152,3 +152,38 @@ def test_error_policy_is_configurable() -> None:
     assert policy["21610"] is ErrorAction.OPT_OUT
     with pytest.raises(ValueError, match="CODE=ACTION"):
         parse_error_policy("30003=explode")
+
+
+def test_a_later_error_code_never_replaces_the_first_unless_the_status_moves(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    assert callback(client, "undelivered", "30003") == 204
+    assert callback(client, "failed", "30008") == 204  # same rank: no move, the first code stays
+    assert delivery_state(services, delivery_id) == ("undelivered", "30003")
+
+
+def test_an_error_code_is_recorded_when_the_delivery_had_none(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    assert callback(client, "delivered") == 204
+    with services.sessions() as session:
+        moved_at = session.get_one(Delivery, delivery_id).updated_at
+    assert moved_at is not None
+    assert callback(client, "UNDELIVERED", " 30008 ") == 204  # normalized, then recorded
+    assert delivery_state(services, delivery_id) == ("delivered", "30008")
+    with services.sessions() as session:
+        assert session.get_one(Delivery, delivery_id).updated_at == moved_at  # did not move
+        events = session.execute(
+            select(StatusEvent.status, StatusEvent.error_code).order_by(StatusEvent.id)
+        ).all()
+        assert [tuple(e) for e in events] == [("delivered", None), ("undelivered", "30008")]
+
+
+def test_a_policy_error_code_for_an_unknown_message_is_accepted(
+    client: FlaskClient, services: Services, delivery_id: int
+) -> None:
+    assert callback(client, "failed", "30006", sid="SM" + "e" * 32) == 204
+    assert callback(client, "failed", "30006", sid="SM" + "e" * 32) == 204
+    with services.sessions() as session:
+        assert not consent.is_suppressed(session, "sms", NUMBER)
+        assert session.scalar(select(func.count(StatusEvent.id))) == 1
