@@ -66,7 +66,7 @@ def environ_for(path: str, body: bytes, signature: str) -> dict[str, Any]:
     }
 
 
-def load(file: bench.RequestFile | bench.StatusFile) -> list[Request]:
+def load(file: bench.RequestFile) -> list[Request]:
     lines = file.path.read_text().splitlines()
     out = []
     for kind, line in zip(file.kinds, lines, strict=True):

@@ -4,6 +4,7 @@
     .venv/bin/python bench/inbound_webhook.py --postgres postgresql://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/inbound_webhook.py --server sync:2 --server gthread:2x4   # compare
     .venv/bin/python bench/inbound_webhook.py --duration 5 --connections 8 --py-spy /tmp/spy
+    .venv/bin/python bench/inbound_webhook.py --endpoint status   # delivery status callbacks
 
 What it does, all on loopback and all stopped at the end (also on Ctrl-C or SIGTERM):
 
@@ -26,6 +27,15 @@ What it does, all on loopback and all stopped at the end (also on Ctrl-C or SIGT
 6. Checks the database afterwards: every answered request of a full-handler run has its inbound
    row, no row was written for a request never sent, each row's intent is the expected one, and
    every STOP and JOIN wrote its consent ledger row. Any mismatch counts as an error.
+
+   With ``--endpoint status`` the full handler is ``/webhooks/twilio/status`` instead: each run
+   inserts deliveries of its own (SENT, a campaign per ``--members`` of them), and the file
+   holds what Twilio posts for them: "sent", then "delivered" (95%), "undelivered" 30003 (4%) or
+   "failed" 30006 (1%: the error policy suppresses the number); 3% of the "sent" come after the
+   final status, 2% of the callbacks twice. Step 6 then checks that every stored callback was
+   sent, that at most one per connection of those sent is missing (in flight when wrk stopped),
+   that each delivery is in the state its stored callbacks make it, and that every number that
+   failed with 30006 is suppressed.
 7. Prints a table (endpoint, connections, req/s, p50, p99, errors, the workers' CPU per request
    and the machine's busy share during the run), the ratio full/empty, req/s per core and the
    issue's targets. ``--py-spy DIR`` samples the workers during the full-handler runs.
@@ -79,7 +89,9 @@ from outreach.models import (  # noqa: E402
     Huddle,
     InboundMessage,
     Member,
+    StatusEvent,
     Subscription,
+    Suppression,
 )
 from outreach.phones import try_normalize_phone  # noqa: E402
 from outreach.settings import Settings  # noqa: E402
@@ -242,7 +254,8 @@ class RequestFile:
     path: Path
     number: int  # MessageSids start with f"SM{number:04x}"
     sids: list[str]  # line i's MessageSid
-    kinds: list[str]  # line i's kind: reply, help, join, stop
+    kinds: list[str]  # line i's kind: reply, help, join, stop (status: sent, delivered, ...)
+    statuses: list[str] = field(default_factory=list)  # status callbacks: line i's status
 
 
 @dataclass
@@ -318,82 +331,84 @@ class Generator:
 # "failed" with 30006 (a landline: the number is suppressed, the policy's ORM path); a share of
 # callbacks are delivered twice (Twilio retries), and some "sent" arrive after the final status.
 STATUS_PATH = "/webhooks/twilio/status"
+ENDPOINTS = {"sms": SMS_PATH, "status": STATUS_PATH}
 STATUS_MIX = {"undelivered": 0.04, "failed": 0.01}
 STATUS_REPEAT = 0.02  # share of callbacks sent again (same MessageSid and status)
 STATUS_LATE = 0.03  # share of deliveries whose "sent" comes after the final status
 FINAL_STATE = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
 
 
-@dataclass
-class StatusFile:
-    path: Path
-    deliveries: dict[str, str]  # MessageSid -> the delivery's final state
-    kinds: list[str]  # line i's kind: sent, delivered, undelivered, failed, repeat, late
-
-
 def write_status_callbacks(
     instance: Instance, rng: random.Random, path: Path, number: int, count: int
-) -> StatusFile:
-    """``count`` signed status callbacks for a new campaign's deliveries (inserted here, SENT)."""
-    deliveries = count // 2
+) -> RequestFile:
+    """``count`` signed status callbacks for new deliveries (inserted here, SENT).
+
+    Each run's callbacks are for deliveries of their own: a campaign per ``len(members)``
+    deliveries (a member gets one message per campaign).
+    """
     now = datetime.now(UTC)
+    wanted = count // 2 + 1
     with make_session_factory(instance.engine).begin() as session:
         huddle_id = session.scalar(select(Huddle.id).where(Huddle.slug == "logan"))
-        campaign = Campaign(
-            huddle_id=huddle_id,
-            name=f"bench {number}",
-            channel="sms",
-            body="Rally Saturday 10am at the library.",
-            state="sending",
-        )
-        session.add(campaign)
-        session.flush()
-        members = session.execute(select(Member.id, Member.phone).limit(deliveries)).all()
-        sids = [f"SM{number:04x}{i:028x}" for i in range(deliveries)]
-        session.execute(
-            insert(Delivery),
-            [
-                {
-                    "campaign_id": campaign.id,
-                    "member_id": member_id,
-                    "channel": "sms",
-                    "address": phone,
-                    "state": "sent",
-                    "provider_message_id": sid,
-                    "segments": 1,
-                    "attempts": 1,
-                    "sent_at": now,
-                    "updated_at": now,
-                }
-                for (member_id, phone), sid in zip(members, sids, strict=False)
-            ],
-        )
-    sids = sids[: len(members)]
+        members = session.execute(select(Member.id, Member.phone).order_by(Member.id)).all()
+        targets: list[tuple[str, str]] = []  # (MessageSid, phone)
+        while len(targets) < wanted:
+            campaign = Campaign(
+                huddle_id=huddle_id,
+                name=f"bench {number}.{len(targets)}",
+                channel="sms",
+                body="Rally Saturday 10am at the library.",
+                state="sending",
+            )
+            session.add(campaign)
+            session.flush()
+            rows = []
+            for member_id, phone in members[: wanted - len(targets)]:
+                sid = f"SM{number:04x}{len(targets):028x}"
+                targets.append((sid, str(phone)))
+                rows.append(
+                    {
+                        "campaign_id": campaign.id,
+                        "member_id": member_id,
+                        "channel": "sms",
+                        "address": phone,
+                        "state": "sent",
+                        "provider_message_id": sid,
+                        "segments": 1,
+                        "attempts": 1,
+                        "sent_at": now,
+                        "updated_at": now,
+                    }
+                )
+            session.execute(insert(Delivery), rows)
     validator = RequestValidator(AUTH_TOKEN)
     url = PUBLIC_BASE_URL + STATUS_PATH
-    finals: dict[str, str] = {}
-    lines: list[tuple[str, dict[str, str]]] = []
-    for sid, (_, phone) in zip(sids, members, strict=True):
-        roll = rng.random()
-        final = "delivered"
-        for status, share in STATUS_MIX.items():
-            if roll < share:
-                final = status
-                break
-            roll -= share
-        finals[sid] = FINAL_STATE[final]
-        order = ["sent", final] if rng.random() >= STATUS_LATE else [final, "sent"]
-        for status in order:
-            kind = "late" if status == "sent" and order[0] != "sent" else status
-            lines.append((kind, status_params(sid, phone, status)))
-            if rng.random() < STATUS_REPEAT:
-                lines.append(("repeat", status_params(sid, phone, status)))
-    kinds = []
+    file = RequestFile(path, number, [], [])
     with path.open("w", encoding="utf-8") as out:
-        for kind, params in lines[:count]:
-            out.write(f"{validator.compute_signature(url, params)}\t{urlencode(params)}\n")
-            kinds.append(kind)
-    return StatusFile(path, finals, kinds)
+        for sid, phone in targets:
+            roll = rng.random()
+            final = "delivered"
+            for status, share in STATUS_MIX.items():
+                if roll < share:
+                    final = status
+                    break
+                roll -= share
+            order = ["sent", final] if rng.random() >= STATUS_LATE else [final, "sent"]
+            lines = []
+            for status in order:
+                kind = "late" if status == "sent" and order[0] != "sent" else status
+                lines.append((kind, status))
+                if rng.random() < STATUS_REPEAT:
+                    lines.append(("repeat", status))
+            for kind, status in lines:
+                if len(file.sids) == count:
+                    return file
+                params = status_params(sid, phone, status)
+                out.write(f"{validator.compute_signature(url, params)}\t{urlencode(params)}\n")
+                file.sids.append(sid)
+                file.kinds.append(kind)
+                file.statuses.append(status)
+    return file
 
 
 def status_params(sid: str, to: str, status: str) -> dict[str, str]:
@@ -603,7 +618,7 @@ class Run:
 
     @property
     def is_full(self) -> bool:
-        return self.path == SMS_PATH
+        return self.path != EMPTY_PATH
 
     @property
     def rps(self) -> float:
@@ -708,12 +723,7 @@ def verify(instance: Instance, run: Run) -> None:
     prefix = f"SM{run.requests.number:04x}"
     settle(instance, prefix)
     file = run.requests
-    threads = run.result["threads"]
-    issued: dict[str, str] = {}
-    for t, sent in enumerate(run.result["issued"]):
-        lines = range(t, len(file.sids), threads)
-        for i in list(lines)[: int(sent)]:
-            issued[file.sids[i]] = file.kinds[i]
+    issued = {file.sids[i]: file.kinds[i] for i in issued_lines(run)}
     with instance.engine.connect() as conn:
         selected = select(InboundMessage.message_sid, InboundMessage.intent).where(
             InboundMessage.message_sid.like(prefix + "%")
@@ -746,6 +756,80 @@ def verify(instance: Instance, run: Run) -> None:
         run.db_errors.append(
             f"{kinds['join']} JOINs stored but {ledger['opt_in_requested']} ledger rows"
         )
+
+
+def verify_status(instance: Instance, run: Run) -> None:
+    """Each callback stored once, none never sent, each delivery as its stored callbacks say.
+
+    wrk counts a request as issued when it builds it; up to one per connection may never have
+    been sent when the run stopped, so that many issued callbacks may be missing.
+    """
+    file = run.requests
+    prefix = f"SM{file.number:04x}"
+    issued = issued_lines(run)
+    expected_events = {(file.sids[i], file.statuses[i]) for i in issued}
+    deadline = time.monotonic() + 15
+    stored: set[tuple[str, str]] = set()
+    while True:  # requests in flight when wrk stopped
+        with instance.engine.connect() as conn:
+            now_stored = set(
+                conn.execute(
+                    select(StatusEvent.provider_message_id, StatusEvent.status).where(
+                        StatusEvent.provider_message_id.like(prefix + "%")
+                    )
+                ).tuples()
+            )
+        if now_stored == stored or time.monotonic() > deadline:
+            break
+        stored = now_stored
+        time.sleep(0.5)
+    if stored - expected_events:
+        run.db_errors.append(f"{len(stored - expected_events)} callbacks stored but never sent")
+    if len(expected_events - stored) > run.connections:
+        run.db_errors.append(f"{len(expected_events - stored)} issued callbacks not stored")
+    expected: dict[str, str] = {}
+    for sid, status in stored:
+        if status in FINAL_STATE:
+            expected[sid] = FINAL_STATE[status]
+        else:
+            expected.setdefault(sid, "sent")
+    with instance.engine.connect() as conn:
+        states = dict(
+            conn.execute(
+                select(Delivery.provider_message_id, Delivery.state).where(
+                    Delivery.provider_message_id.in_(list(expected))
+                )
+            ).all()
+        )
+        failed = [sid for sid, state in expected.items() if state == "failed"]
+        failed_numbers = set(
+            conn.scalars(select(Delivery.address).where(Delivery.provider_message_id.in_(failed)))
+        )
+        suppressed = set(
+            conn.scalars(
+                select(Suppression.address).where(
+                    Suppression.address.in_(failed_numbers), Suppression.reason == "twilio-30006"
+                )
+            )
+        )
+    wrong = [sid for sid, state in expected.items() if states.get(sid) != state]
+    if wrong:
+        sample = ", ".join(f"{s}={states.get(s)} not {expected[s]}" for s in wrong[:3])
+        run.db_errors.append(f"{len(wrong)} deliveries in the wrong state ({sample})")
+    if suppressed != failed_numbers:
+        run.db_errors.append(
+            f"{len(failed_numbers - suppressed)} numbers failed with 30006 but are not suppressed"
+        )
+    run.intents = Counter(file.kinds[i] for i in issued)
+
+
+def issued_lines(run: Run) -> list[int]:
+    """The request file's lines wrk sent (thread t sends lines t, t+T, ... in order)."""
+    threads = run.result["threads"]
+    lines: list[int] = []
+    for t, sent in enumerate(run.result["issued"]):
+        lines.extend(list(range(t, len(run.requests.sids), threads))[: int(sent)])
+    return lines
 
 
 # ------------------------------------------------------------------------------------------
@@ -829,6 +913,12 @@ def report(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", metavar="URL", help="use PostgreSQL (a schema of its own)")
+    parser.add_argument(
+        "--endpoint",
+        choices=list(ENDPOINTS),
+        default="sms",
+        help="the full handler: inbound texts, or status callbacks for a campaign's deliveries",
+    )
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per path")
@@ -865,7 +955,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def plan(args: argparse.Namespace, generator: Generator, workdir: Path) -> list[Run]:
+def plan(
+    args: argparse.Namespace,
+    generator: Generator,
+    workdir: Path,
+    instance: Instance,
+    rng: random.Random,
+) -> list[Run]:
     """A warm-up, then each connection count: the empty endpoint, then the full handler.
 
     Each pair gets its own request file (fresh MessageSids: the database keeps every run's rows).
@@ -878,9 +974,13 @@ def plan(args: argparse.Namespace, generator: Generator, workdir: Path) -> list[
         generator.files += 1
         number = generator.files
         size = math.ceil(duration * args.max_rate)
-        file = generator.write(workdir / f"requests-{number}.txt", number, size)
+        path = workdir / f"requests-{number}.txt"
+        if args.endpoint == "status":
+            file = write_status_callbacks(instance, rng, path, number, size)
+        else:
+            file = generator.write(path, number, size)
         runs.append(Run(name, EMPTY_PATH, conns, duration, file))
-        runs.append(Run(name, SMS_PATH, conns, duration, file))
+        runs.append(Run(name, ENDPOINTS[args.endpoint], conns, duration, file))
     return runs
 
 
@@ -888,7 +988,7 @@ def compare(summaries: list[dict[str, Any]], cores: int) -> None:
     print()
     print("server configs compared (full handler):")
     for summary in summaries:
-        full = [r for r in summary["runs"] if r["path"] == SMS_PATH and r["name"] != "warm-up"]
+        full = [r for r in summary["runs"] if r["path"] != EMPTY_PATH and r["name"] != "warm-up"]
         figures = ", ".join(
             f"c{r['connections']} {r['rps']:,.0f} req/s ({r['rps'] / cores:,.0f}/core) "
             f"p99 {r['latency_us']['p99'] / 1000:.1f} ms "
@@ -928,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
         summaries = []
         for config in configs:
             t0 = time.monotonic()
-            runs = plan(args, generator, workdir)
+            runs = plan(args, generator, workdir, instance, rng)
             signed = sum(len(r.requests.sids) for r in runs if r.is_full)
             print(f"{config}: signed {signed:,} requests in {time.monotonic() - t0:.1f} s")
             server = start_server(args, config, instance, redis.url)
@@ -936,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
             for run in runs:
                 run_wrk(args, server, run)
                 if run.is_full:
-                    verify(instance, run)
+                    (verify_status if args.endpoint == "status" else verify)(instance, run)
                 lat = run.result["latency_us"]
                 print(
                     f"  {config} {run.name:<8} {run.path:<22} c{run.connections:<3}"
