@@ -772,13 +772,14 @@ def verify_status(instance: Instance, run: Run) -> None:
     stored: set[tuple[str, str]] = set()
     while True:  # requests in flight when wrk stopped
         with instance.engine.connect() as conn:
-            now_stored = set(
-                conn.execute(
+            now_stored = {
+                (sid, status)
+                for sid, status in conn.execute(
                     select(StatusEvent.provider_message_id, StatusEvent.status).where(
                         StatusEvent.provider_message_id.like(prefix + "%")
                     )
-                ).tuples()
-            )
+                )
+            }
         if now_stored == stored or time.monotonic() > deadline:
             break
         stored = now_stored
