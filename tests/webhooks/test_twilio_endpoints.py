@@ -168,7 +168,7 @@ def test_a_lost_database_connection_fails_one_text_and_the_retry_goes_through(
 ) -> None:
     """The webhook holds its connection between texts; a dead one is replaced, not reused."""
     assert phone.send("hello").status_code == 200
-    (connection,) = (c for _pid, c in services.held._all)
+    (connection,) = (c for _pid, _thread, c in services.held._all)
     if services.engine.dialect.name == "postgresql":
         with services.engine.begin() as admin:  # the server ends the session, as on a restart
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": _backend(connection)})
