@@ -230,11 +230,16 @@ def _apply(
     return StatusOutcome(applied=moved, delivery_id=delivery.id, action=action)
 
 
-def replay_early_events(session: Session, provider_message_ids: list[str]) -> None:
+def replay_early_events(
+    session: Session,
+    provider_message_ids: list[str],
+    policy: Mapping[str, ErrorAction] = DEFAULT_ERROR_POLICY,
+) -> None:
     """Apply status callbacks that arrived before the sender wrote the message id.
 
     The webhook stores every callback (StatusEvent) even when no delivery matches yet; the
-    sender calls this right after recording ids, in the same transaction.
+    sender calls this right after recording ids, in the same transaction, with the error policy
+    the webhook applies (TWILIO_ERROR_POLICY).
     """
     if not provider_message_ids:
         return
@@ -244,7 +249,7 @@ def replay_early_events(session: Session, provider_message_ids: list[str]) -> No
         .order_by(StatusEvent.id)
     ).all()
     for message_sid, status, error_code in early:
-        _apply(session, message_sid, status, error_code, DEFAULT_ERROR_POLICY)
+        _apply(session, message_sid, status, error_code, policy)
 
 
 def _apply_error_action(

@@ -18,7 +18,7 @@ ends with the window so a text stuck in the carrier's queue expires instead of a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -45,7 +45,12 @@ from outreach.models import consent as c
 from outreach.models import members as m
 from outreach.phones import mask_phone
 from outreach.ratelimit import DEFAULT_LONG_CODE_RATE, RateLimiter
-from outreach.receipts import ErrorAction, apply_error_action, replay_early_events
+from outreach.receipts import (
+    DEFAULT_ERROR_POLICY,
+    ErrorAction,
+    apply_error_action,
+    replay_early_events,
+)
 from outreach.smsmath import analyze
 from outreach.transports.base import (
     AccountError,
@@ -88,6 +93,8 @@ class SendContext:
     # True once the worker process was asked to stop: a batch ends after its current group
     # instead of running on (at a slow rate a batch lasts minutes, longer than a deploy waits).
     stopping: Callable[[], bool] = _never
+    # what a provider error code means (TWILIO_ERROR_POLICY), for callbacks that came early
+    error_policy: Mapping[str, ErrorAction] = field(default_factory=lambda: DEFAULT_ERROR_POLICY)
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def pool(self) -> ThreadPoolExecutor:
@@ -629,7 +636,7 @@ def _store_results(
         if sent_rows:  # one executemany for the group, not one ORM UPDATE per row
             session.connection().execute(_MARK_SENT, sent_rows)
         # A fast provider can call back before we wrote its id: apply what already arrived.
-        replay_early_events(session, sent_ids)
+        replay_early_events(session, sent_ids, ctx.error_policy)
         if account_error is not None:
             campaign = get_campaign(session, group_campaign_id(group, session), for_update=True)
             if campaign.state == k.SENDING:

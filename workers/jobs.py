@@ -24,6 +24,7 @@ from outreach import email_sender, fanout, reconcile, sender
 from outreach.clock import utcnow
 from outreach.models import Campaign
 from outreach.ratelimit import RateLimiter
+from outreach.receipts import parse_error_policy
 from outreach.transports import sms_transport
 from outreach.transports.base import SmsTransport
 from outreach.transports.email import email_transport
@@ -70,6 +71,7 @@ def send_context() -> sender.SendContext:
                 concurrency=settings.send_concurrency,
                 default_rate=settings.default_sms_rate,
                 stopping=context.stop_requested,
+                error_policy=parse_error_policy(settings.twilio_error_policy),
             )
         return _send_context
 

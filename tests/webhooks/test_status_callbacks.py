@@ -10,9 +10,10 @@ from outreach import consent
 from outreach.huddles import create_huddle
 from outreach.models import Campaign, ConsentEvent, Delivery, Member, StatusEvent, Subscription
 from outreach.models import members as m
-from outreach.receipts import ErrorAction, parse_error_policy
+from outreach.receipts import ErrorAction, parse_error_policy, replay_early_events
 from outreach.services import Services
 from tests.webhooks.twilio_helpers import signed_post
+from workers import context, jobs
 
 NUMBER = "+16175550111"
 SID = "SM" + "a" * 32
@@ -187,3 +188,37 @@ def test_a_policy_error_code_for_an_unknown_message_is_accepted(
     with services.sessions() as session:
         assert not consent.is_suppressed(session, "sms", NUMBER)
         assert session.scalar(select(func.count(StatusEvent.id))) == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "flagged"), [(None, True), ("30007=none", False)], ids=["default", "configured"]
+)
+def test_a_callback_before_the_sender_wrote_the_id_is_applied_with_the_same_policy(
+    client: FlaskClient, services: Services, delivery_id: int, policy: str | None, flagged: bool
+) -> None:
+    """A fast provider calls back before the sender recorded its id: the sender replays it."""
+    early = "SM" + "b" * 32
+    assert callback(client, "undelivered", "30007", sid=early) == 204  # no delivery has it yet
+    assert delivery_state(services, delivery_id) == ("sent", None)
+    with services.sessions.begin() as session:
+        session.get_one(Delivery, delivery_id).provider_message_id = early  # the sender's write
+        session.flush()
+        replay_early_events(session, [early], parse_error_policy(policy))
+    assert delivery_state(services, delivery_id) == ("undelivered", "30007")
+    with services.sessions() as session:
+        assert (session.scalars(select(Campaign.flag)).one() is not None) is flagged
+
+
+def test_the_send_context_carries_the_configured_error_policy(services: Services) -> None:
+    settings = services.settings.with_overrides(twilio_error_policy="30007=none,30003=suppress")
+    svc = Services(settings, services.engine, services.sessions, services.redis)
+    context.install(svc)
+    jobs._send_context = None
+    try:
+        policy = jobs.send_context().error_policy
+    finally:
+        jobs._send_context = None
+        context.install(services)
+    assert policy["30007"] is ErrorAction.NONE
+    assert policy["30003"] is ErrorAction.SUPPRESS
+    assert policy["21610"] is ErrorAction.OPT_OUT  # the defaults stay
