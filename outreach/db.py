@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeEngine
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
@@ -105,6 +106,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def driver_sql(dialect: Dialect, text: str) -> str:
+    """Hot-path SQL written with ``?`` placeholders, on one line, in the driver's paramstyle
+    (psycopg's is ``%s``): for statements sent without SQLAlchemy's compiler."""
+    text = " ".join(text.split())
+    return text if dialect.paramstyle == "qmark" else text.replace("?", "%s")
+
+
+def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    """What SQLAlchemy does to a value of ``type_`` before the driver gets it (or nothing)."""
+    return type_.dialect_impl(dialect).bind_processor(dialect) or identity
+
+
+def identity(value: Any) -> Any:
+    return value
 
 
 def is_sqlite(engine: Engine) -> bool:

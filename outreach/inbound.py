@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from outreach import consent, copy
 from outreach.classify import Classification, Intent, classify
 from outreach.clock import utcnow
-from outreach.db import HeldConnections
+from outreach.db import HeldConnections, bind_processor, driver_sql, identity
 from outreach.models import Huddle, InboundMessage, Member, Subscription
 from outreach.models import consent as c
 from outreach.models import huddles as h
@@ -585,10 +585,6 @@ class _Statements:
         )
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 class _Columns:
     """A model's columns in a SELECT list, and the processors that turn them into attributes.
 
@@ -622,7 +618,7 @@ class _Columns:
         if found is None:
             dialect = self.dialect
             found = self._processors[types] = tuple(
-                col.type.dialect_impl(dialect).result_processor(dialect, type_code) or _identity
+                col.type.dialect_impl(dialect).result_processor(dialect, type_code) or identity
                 for col, type_code in zip(self.columns, types, strict=True)
             )
         return found
@@ -675,8 +671,7 @@ class _Prepared:
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> _Prepared:
         def sql(text: str) -> str:
-            text = " ".join(text.split())
-            return text if dialect.paramstyle == "qmark" else text.replace("?", "%s")
+            return driver_sql(dialect, text)
 
         huddle_columns = _Columns(Huddle, "h", dialect)
         member_columns = _Columns(Member, "mb", dialect)
@@ -720,8 +715,8 @@ class _Prepared:
             huddle_columns=huddle_columns,
             member_columns=member_columns,
             subscription_columns=subscription_columns,
-            bind_time=time_type.dialect_impl(dialect).bind_processor(dialect) or _identity,
-            bind_bool=Boolean().dialect_impl(dialect).bind_processor(dialect) or _identity,
+            bind_time=bind_processor(time_type, dialect),
+            bind_bool=bind_processor(Boolean(), dialect),
             dialect=dialect,
             returns_rows=frozenset(
                 [claim, answered, by_number, by_number_or_service, member, insert_member]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import consent
 from outreach.clock import utcnow
-from outreach.db import HeldConnections
+from outreach.db import HeldConnections, bind_processor, driver_sql
 from outreach.models import Campaign, Delivery, Huddle, Member, StatusEvent, Subscription
 from outreach.models import campaigns as k
 from outreach.models import consent as c
@@ -165,8 +165,7 @@ class _StatusStatements:
     @staticmethod
     def _prepare(dialect: Dialect) -> tuple[dict[str, str], Callable[[Any], Any]]:
         def sql(text: str) -> str:
-            text = " ".join(text.split())
-            return text if dialect.paramstyle == "qmark" else text.replace("?", "%s")
+            return driver_sql(dialect, text)
 
         delivery = "SELECT id, state, error_code FROM deliveries WHERE provider_message_id = ?"
         if dialect.name != "sqlite":  # SQLite's transaction holds the database's write lock
@@ -183,8 +182,7 @@ class _StatusStatements:
                 updated_at = COALESCE(?, updated_at) WHERE id = ?"""
             ),
         }
-        time_type = StatusEvent.__table__.c.received_at.type
-        return statements, time_type.dialect_impl(dialect).bind_processor(dialect) or _identity
+        return statements, bind_processor(StatusEvent.__table__.c.received_at.type, dialect)
 
     def record(self, message_sid: str, status: str, error_code: str | None, now: datetime) -> bool:
         """Store the callback unless (MessageSid, status) is stored already (then False)."""
@@ -198,10 +196,6 @@ class _StatusStatements:
     def update(self, delivery_id: int, state: str, error: str | None, now: datetime | None) -> None:
         when = None if now is None else self.bind_time(now)
         self.connection.exec_driver_sql(self.sql["update"], (state, error, when, delivery_id))
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def _apply(
