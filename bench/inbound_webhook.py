@@ -351,6 +351,8 @@ def write_status_callbacks(
     with make_session_factory(instance.engine).begin() as session:
         huddle_id = session.scalar(select(Huddle.id).where(Huddle.slug == "logan"))
         members = session.execute(select(Member.id, Member.phone).order_by(Member.id)).all()
+        if not members:
+            raise SystemExit("--endpoint status needs members to send to (--members)")
         targets: list[tuple[str, str]] = []  # (MessageSid, phone)
         while len(targets) < wanted:
             campaign = Campaign(
