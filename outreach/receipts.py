@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Dialect, select
+from sqlalchemy import Connection, Dialect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import consent
@@ -119,20 +119,55 @@ def handle_status(
         if not sql.record(message_sid, status, error_code, utcnow()):
             log.debug("status %s for %s already applied", status, message_sid)
             return StatusOutcome(applied=False)
+        delivery = sql.delivery(message_sid)
+        if delivery is None and wait_for_sender(connection, message_sid):
+            delivery = sql.delivery(message_sid)  # the sender may have just committed it
+        if delivery is None:
+            # Replies we sent, messages from before a restore, and callbacks that came before
+            # the sender recorded the id (it replays them): accept and note.
+            log.info("status %s for unknown message %s", status, message_sid)
+            return StatusOutcome(applied=False)
         if action is not ErrorAction.NONE:
             with factory(bind=connection) as session:
                 outcome = _apply(session, message_sid, status, error_code, policy)
                 session.flush()
                 return outcome
-        delivery = sql.delivery(message_sid)
-        if delivery is None:
-            log.info("status %s for unknown message %s", status, message_sid)
-            return StatusOutcome(applied=False)
         delivery_id, state, current_error = delivery
         moved, new_state, new_error = _advance(state, current_error, status, error_code)
         if moved or new_error != current_error:
             sql.update(delivery_id, new_state, new_error, utcnow() if moved else None)
         return StatusOutcome(applied=moved, delivery_id=delivery_id)
+
+
+def lock_message_ids(session: Session, provider_message_ids: list[str]) -> None:
+    """PostgreSQL: hold each id's lock until the sender's transaction ends (see wait_for_sender).
+
+    The sender takes them before it writes the ids and replays early callbacks; ids are unique
+    to a message and taken in order, so two senders never wait on each other.
+    """
+    if provider_message_ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_IDS, {"ids": sorted(provider_message_ids)})
+
+
+def wait_for_sender(connection: Connection, message_sid: str) -> bool:
+    """PostgreSQL: a callback that found no delivery waits for a sender writing its id.
+
+    The webhook stores the callback, then looks for the delivery; the sender writes the id, then
+    replays the callbacks stored for it. Under READ COMMITTED each can miss the other's
+    uncommitted write, and the callback would never be applied. Taking the id's lock (which
+    the sender holds from before its write until it commits) and looking again closes that:
+    either the sender committed first and the delivery is now there, or it waits for this
+    callback's commit and replays it. On SQLite the write lock already orders the two (False).
+    """
+    if connection.dialect.name != "postgresql":
+        return False
+    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (message_sid,))
+    return True
+
+
+_LOCK_IDS = text(
+    "SELECT pg_advisory_xact_lock(hashtext(id)) FROM unnest(CAST(:ids AS text[])) AS id"
+)
 
 
 def _advance(

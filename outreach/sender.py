@@ -49,6 +49,7 @@ from outreach.receipts import (
     DEFAULT_ERROR_POLICY,
     ErrorAction,
     apply_error_action,
+    lock_message_ids,
     replay_early_events,
 )
 from outreach.smsmath import analyze
@@ -634,6 +635,7 @@ def _store_results(
             else:
                 outcome.failed += 1
         if sent_rows:  # one executemany for the group, not one ORM UPDATE per row
+            lock_message_ids(session, sent_ids)  # a callback that came first waits for this
             session.connection().execute(_MARK_SENT, sent_rows)
         # A fast provider can call back before we wrote its id: apply what already arrived.
         replay_early_events(session, sent_ids, ctx.error_policy)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from outreach import consent
 from outreach.huddles import create_huddle
 from outreach.models import Campaign, ConsentEvent, Delivery, Member, StatusEvent, Subscription
 from outreach.models import members as m
-from outreach.receipts import ErrorAction, parse_error_policy, replay_early_events
+from outreach.receipts import (
+    ErrorAction,
+    StatusOutcome,
+    handle_status,
+    lock_message_ids,
+    parse_error_policy,
+    replay_early_events,
+)
 from outreach.services import Services
 from tests.webhooks.twilio_helpers import signed_post
 from workers import context, jobs
@@ -222,3 +231,52 @@ def test_the_send_context_carries_the_configured_error_policy(services: Services
     assert policy["30007"] is ErrorAction.NONE
     assert policy["30003"] is ErrorAction.SUPPRESS
     assert policy["21610"] is ErrorAction.OPT_OUT  # the defaults stay
+
+
+def test_a_callback_racing_the_sender_writing_its_id_is_not_lost(
+    services: Services, delivery_id: int
+) -> None:
+    """The webhook finds no delivery while the sender is writing the id; the sender's replay
+    does not see the webhook's uncommitted callback. One of them must still apply it."""
+    racing = "SM" + "c" * 32
+    looked, sender_done = threading.Event(), threading.Event()
+    outcome: list[StatusOutcome] = []
+
+    def pause_after_the_first_look(_conn: object, _cur: object, sql: str, *_: object) -> None:
+        first_look = "FROM deliveries WHERE provider_message_id" in sql and not looked.is_set()
+        if first_look and threading.current_thread() is webhook:
+            looked.set()
+            sender_done.wait(5)  # the sender replays and commits in this gap
+
+    def callback_arrives() -> None:
+        outcome.append(
+            handle_status(
+                services.sessions,
+                services.held,
+                message_sid=racing,
+                status="delivered",
+                error_code=None,
+            )
+        )
+
+    webhook = threading.Thread(target=callback_arrives)
+    event.listen(services.engine, "after_cursor_execute", pause_after_the_first_look)
+    try:
+        with services.sessions.begin() as session:  # the sender's transaction
+            lock_message_ids(session, [racing])
+            session.get_one(Delivery, delivery_id).provider_message_id = racing
+            session.flush()
+            webhook.start()
+            # PostgreSQL: the webhook looks (no delivery yet) and pauses. SQLite: it waits for
+            # this transaction's write lock and never gets that far.
+            looked.wait(1)
+            replay_early_events(session, [racing])
+        sender_done.set()
+        webhook.join(10)
+    finally:
+        sender_done.set()
+        event.remove(services.engine, "after_cursor_execute", pause_after_the_first_look)
+    assert not webhook.is_alive()
+    assert delivery_state(services, delivery_id) == ("delivered", None)
+    (applied,) = outcome
+    assert applied.applied
