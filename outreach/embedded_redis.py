@@ -68,6 +68,9 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Not in our process group: Ctrl-C on `outreach run` reaches the runner, which stops
+            # the web and the worker first and Redis last (the worker's warm shutdown needs it).
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=str(self.socket_path))

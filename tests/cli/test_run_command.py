@@ -32,6 +32,7 @@ def test_run_starts_web_worker_and_embedded_redis_then_stops_cleanly(tmp_path: P
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # a terminal of its own: Ctrl-C reaches its whole process group
     )
     try:
         body = None
@@ -56,8 +57,10 @@ def test_run_starts_web_worker_and_embedded_redis_then_stops_cleanly(tmp_path: P
         assert client.smembers("rq:workers"), "no RQ worker registered"
         client.close()
     finally:
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: every process in the group
         output, _ = process.communicate(timeout=40)
     assert process.returncode == 0, output
     assert "stopped" in output
+    # Redis is stopped last, after the worker's warm shutdown, not by the Ctrl-C itself.
+    assert "could not connect to Redis" not in output, output
     assert not (instance / "redis.sock").exists()
