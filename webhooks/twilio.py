@@ -135,7 +135,9 @@ class TwilioWebhooks:
         return HTTPStatus.NO_CONTENT, "text/plain; charset=utf-8", b""
 
 
+@functools.lru_cache(maxsize=1024)
 def twiml(reply: str | None) -> bytes:
+    """The TwiML answer; cached: the replies we send are a huddle's few texts (HELP, STOP...)."""
     if not reply:
         return _EMPTY_TWIML
     response = MessagingResponse()
