@@ -36,7 +36,7 @@ from sqlalchemy import Boolean, Column, Connection, Dialect, event, inspect, sel
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
-from outreach import consent, copy
+from outreach import copy
 from outreach.classify import Classification, Intent, classify
 from outreach.clock import utcnow
 from outreach.db import HeldConnections, bind_processor, driver_sql, identity
@@ -318,18 +318,24 @@ def _decide_from_snapshot(
     sms: InboundSms,
     to_e164: str,
 ) -> tuple[InboundResult, _Writes] | None:
-    """STOP, a join keyword, HELP and a member's reply, decided as the ORM path would; else None.
+    """Every text that changes consent, HELP and a member's reply; else None (the ORM path).
 
     None of them reads more than the snapshot: a member's reply and HELP change nothing but
-    their row (and the reply's ``last_replied_at``); STOP and a join change consent with the
-    rows ``outreach.consent`` would write (``_Statements.write``), without an ORM flush.
+    their row (and the reply's ``last_replied_at``); STOP, a join, YES and START change consent
+    with the rows ``outreach.consent`` would write (``_Statements.write``), without an ORM flush.
+    What is left to the ORM path changes no consent: the profile conversation, a text flagged
+    for an organizer, a stranger's text.
     """
     if intent in (Intent.OPT_OUT, Intent.OPT_OUT_ALL):
         return _decide_opt_out(snapshot, inbound, sms, to_e164, intent)
     if intent is Intent.JOIN and result.keyword is not None:
         return _decide_join(snapshot, inbound, snapshot.keyword_huddles[result.keyword])
+    if intent in (Intent.CONFIRM, Intent.OPT_IN):
+        opted_in = _decide_opt_in(snapshot, inbound, intent, to_e164)
+        if opted_in is not None or intent is Intent.OPT_IN:
+            return opted_in
     on_sender = snapshot.subscriptions_on_sender()
-    if intent in (Intent.OTHER, Intent.SKIP):
+    if intent in (Intent.OTHER, Intent.SKIP, Intent.CONFIRM):
         # _profile_answer has nothing to do outside a conversation; then _reply_to_inbox.
         if not on_sender or any(
             s["conversation_step"] and s["state"] == m.ACTIVE for s in on_sender
@@ -376,6 +382,54 @@ def _decide_opt_out(
         return InboundResult(intent.value, None), writes
     huddle = snapshot.transient_huddle(primary) if primary is not None else None
     return InboundResult(intent.value, copy.stop_reply(huddle, all_senders=all_senders)), writes
+
+
+def _decide_opt_in(
+    snapshot: _Snapshot, inbound: _Inbound, intent: Intent, to_e164: str
+) -> tuple[InboundResult, _Writes] | None:
+    """YES confirms every pending join on the sender, with one welcome (the huddle joined last)
+    and its first profile question when it asks them; YES with nothing pending, and START,
+    bring back only what the member opted out of on this sender, lifting their STOP here.
+    START when already in: say so. None: nothing of the kind to do (a reply, or the profile).
+
+    Joining is the member's own act: it lifts their own STOP for the huddle's sender.
+    """
+    on_sender = snapshot.subscriptions_on_sender()  # latest change first
+    pending = [s for s in on_sender if s["state"] == m.PENDING]
+    opted_out = [s for s in on_sender if s["state"] == m.OPTED_OUT]
+    writes = _Writes()
+    if intent is Intent.CONFIRM and pending:
+        welcome = snapshot.transient_huddle(pending[0]["huddle_id"])
+        reply = copy.welcome(welcome)
+        for s in pending:
+            step = s["conversation_step"]
+            if s["huddle_id"] == welcome.id and welcome.profile_questions:
+                step = "first_name"
+                reply += "\n" + copy.message("profile_first_name", welcome)
+            writes.moves.append(_Move(s["huddle_id"], s["id"], m.ACTIVE, step, c.OPT_IN))
+            scope = snapshot.transient_huddle(s["huddle_id"]).sender_key
+            if scope not in writes.lift:
+                writes.lift.append(scope)
+        result = InboundResult(Intent.CONFIRM.value, reply)
+        huddle_id = welcome.id
+    elif opted_out:
+        for s in opted_out:
+            move = _Move(s["huddle_id"], s["id"], m.ACTIVE, s["conversation_step"], c.RESUBSCRIBE)
+            writes.moves.append(move)
+        writes.lift = snapshot.scopes(to_e164)
+        huddle_id = opted_out[0]["huddle_id"]
+        reply = copy.message("start", snapshot.transient_huddle(huddle_id))
+        result = InboundResult(Intent.OPT_IN.value, reply)
+    elif intent is Intent.OPT_IN and any(s["state"] == m.ACTIVE for s in on_sender):
+        huddle_id = on_sender[0]["huddle_id"]
+        reply = copy.message("already_member", snapshot.transient_huddle(huddle_id))
+        result = InboundResult(Intent.OPT_IN.value, reply)
+    else:
+        return None
+    assert snapshot.member_row is not None  # noqa: S101 - subscriptions exist only for a member
+    inbound.huddle_id = huddle_id
+    inbound.member_id = snapshot.member_row["id"]
+    return result, writes
 
 
 def _decide_join(
@@ -427,10 +481,6 @@ class _Snapshot:
         self._member: Member | None = None
         self._subscriptions: list[Subscription] | None = None
 
-    @functools.cached_property
-    def keywords(self) -> dict[str, Huddle]:
-        return {k: self.huddle(hid) for k, hid in self.keyword_huddles.items()}
-
     def subscriptions_on_sender(self) -> list[_Row]:
         return [s for s in self.subscription_rows if s["huddle_id"] in self.huddle_rows]
 
@@ -469,13 +519,6 @@ class _Snapshot:
         if self._member is None and self.member_row is not None:
             self._member = _loaded(self.orm.session, Member, self.member_row.attributes())
         return self._member
-
-    def new_member(self, phone: str, created_at: datetime) -> Member:
-        """A member for a number we have not met: inserted as the ORM would, without a flush."""
-        row = dict.fromkeys(self.sql.p.member_columns.keys)
-        row.update(phone=phone, created_at=created_at)
-        row["id"] = self.sql.insert_member(phone, created_at)
-        return _loaded(self.orm.session, Member, row)
 
     def subscriptions(self) -> list[Subscription]:
         if self._subscriptions is None:
@@ -931,14 +974,6 @@ class _Context:
         session = self.session
         return not (self._wrote or session.new or session.dirty or session.deleted)
 
-    def provenance(self) -> consent.Provenance:
-        return consent.Provenance(
-            source=c.SOURCE_KEYWORD,
-            detail=self.sms.body[:500],
-            provider_message_id=self.sms.message_sid,
-            actor="member",
-        )
-
     def sms_subscriptions(self, huddles: list[Huddle] | None = None) -> list[Subscription]:
         if self.member is None:
             return []
@@ -955,51 +990,16 @@ class _Context:
             query = query.where(Subscription.huddle_id.in_([x.id for x in huddles]))
         return list(self.session.scalars(query.order_by(Subscription.updated_at.desc())))
 
-    def subscription(self, huddle: Huddle) -> Subscription | None:
-        """The member's SMS subscription to ``huddle`` (``consent.get_subscription``)."""
-        if self.member is None:
-            return None
-        if self.member is self.snapshot.member() and self._snapshot_is_current():
-            return next(
-                (s for s in self.snapshot.subscriptions() if s.huddle_id == huddle.id), None
-            )
-        return consent.get_subscription(self.session, self.member, huddle, m.SMS)
-
     def huddle(self, huddle_id: int) -> Huddle:
         for candidate in self.huddles:
             if candidate.id == huddle_id:
                 return candidate
         return self.session.get_one(Huddle, huddle_id)
 
-    def scopes(self) -> list[str]:
-        """What a STOP on this number is scoped to: each huddle's sender, or the number itself."""
-        keys = {x.sender_key for x in self.huddles}
-        keys.add(self.to)
-        return sorted(keys)
-
-    def ensure_member(self) -> Member:
-        if self.member is None:
-            self._wrote = True  # a write the session does not see: the snapshot no longer holds
-            self.member = self.snapshot.new_member(self.phone, utcnow())
-        return self.member
-
 
 def _dispatch(ctx: _Context, intent: Intent) -> InboundResult:
-    """What ``_decide_from_snapshot`` leaves: YES, START, the profile conversation, the rest."""
-    if intent is Intent.CONFIRM:
-        confirmed = _confirm(ctx)
-        if confirmed is not None:
-            return confirmed
-        resubscribed = _resubscribe(ctx)
-        if resubscribed is not None:
-            return resubscribed
-    if intent is Intent.OPT_IN:
-        resubscribed = _resubscribe(ctx)
-        if resubscribed is not None:
-            return resubscribed
-        if _active_subscriptions(ctx):
-            huddle = _primary_huddle(ctx)
-            return InboundResult(intent.value, copy.message("already_member", huddle))
+    """What ``_decide_from_snapshot`` leaves, none of it a consent change: the profile
+    conversation, a text flagged for an organizer, a stranger's text."""
     if intent is Intent.MAYBE_OPT_OUT:
         # Not certain enough to act on, too close to ignore: an organizer decides.
         ctx.inbound.flagged = True
@@ -1021,77 +1021,6 @@ def _intent_with_opt_out_type(result: Classification, opt_out_type: str | None) 
     if kind == "HELP":
         return Intent.HELP
     return result.intent
-
-
-def _confirm(ctx: _Context) -> InboundResult | None:
-    pending = [s for s in ctx.sms_subscriptions(ctx.huddles) if s.state == m.PENDING]
-    if not pending:
-        return None
-    for subscription in pending:
-        _activate(ctx, subscription, ctx.huddle(subscription.huddle_id), ctx.provenance())
-    # One welcome, from the huddle joined most recently; every pending join is now active.
-    huddle = ctx.huddle(pending[0].huddle_id)
-    ctx.inbound.huddle_id = huddle.id
-    return InboundResult(Intent.CONFIRM.value, _welcome_and_maybe_ask(ctx, huddle))
-
-
-def _activate(
-    ctx: _Context,
-    subscription: Subscription | None,
-    huddle: Huddle,
-    provenance: consent.Provenance,
-) -> None:
-    """``subscription``: the member's to ``huddle``, as read in this request (None: none yet)."""
-    member = ctx.ensure_member()
-    consent.move_subscription(
-        ctx.session,
-        subscription,
-        member=member,
-        huddle=huddle,
-        channel=m.SMS,
-        state=m.ACTIVE,
-        provenance=provenance,
-    )
-    # Joining again is the member's own act: it lifts their own STOP for this sender.
-    consent.lift_suppression(ctx.session, channel=m.SMS, address=ctx.phone, scope=huddle.sender_key)
-
-
-def _welcome_and_maybe_ask(ctx: _Context, huddle: Huddle) -> str:
-    text = copy.welcome(huddle)
-    if huddle.profile_questions and ctx.member is not None:
-        subscription = ctx.subscription(huddle)
-        if subscription is not None:
-            subscription.conversation_step = "first_name"
-            text += "\n" + copy.message("profile_first_name", huddle)
-    return text
-
-
-def _resubscribe(ctx: _Context) -> InboundResult | None:
-    """START: bring back only what this member opted out of on this sender."""
-    opted_out = [s for s in ctx.sms_subscriptions(ctx.huddles) if s.state == m.OPTED_OUT]
-    if not opted_out:
-        return None
-    assert ctx.member is not None  # noqa: S101 - subscriptions exist only for a known member
-    for subscription in opted_out:
-        consent.move_subscription(
-            ctx.session,
-            subscription,
-            member=ctx.member,
-            huddle=ctx.huddle(subscription.huddle_id),
-            channel=m.SMS,
-            state=m.ACTIVE,
-            provenance=ctx.provenance(),
-            action=c.RESUBSCRIBE,
-        )
-    for scope in ctx.scopes():
-        consent.lift_suppression(ctx.session, channel=m.SMS, address=ctx.phone, scope=scope)
-    huddle = ctx.huddle(opted_out[0].huddle_id)
-    ctx.inbound.huddle_id = huddle.id
-    return InboundResult(Intent.OPT_IN.value, copy.message("start", huddle))
-
-
-def _active_subscriptions(ctx: _Context) -> list[Subscription]:
-    return [s for s in ctx.sms_subscriptions(ctx.huddles) if s.state == m.ACTIVE]
 
 
 def _profile_answer(ctx: _Context, intent: Intent) -> InboundResult | None:

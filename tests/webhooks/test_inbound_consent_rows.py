@@ -248,3 +248,152 @@ def test_a_single_opt_in_join_activates_asks_the_first_question_and_lifts_a_stop
         ("opt_in", "SM3", rejoined),
     ]
     assert "What's your 5-digit ZIP" in text_at(phone, rejoined, "Maria", "SM4")
+
+
+def three_huddles(services: Services) -> None:
+    """Logan (asks the profile questions) and Eastie on one number, Boston on another."""
+    with services.sessions.begin() as session:
+        create_huddle(
+            session, slug="logan", name="Logan", keywords=["LOGAN"], sender=LOGAN_NUMBER
+        ).profile_questions = True
+        create_huddle(
+            session, slug="eastie", name="Eastie", keywords=["EASTIE"], sender=LOGAN_NUMBER
+        )
+        create_huddle(
+            session, slug="boston", name="Boston", keywords=["BOSTON"], sender=BOSTON_NUMBER
+        )
+
+
+def test_yes_activates_every_pending_join_on_the_sender_with_one_welcome(
+    client: FlaskClient, services: Services
+) -> None:
+    three_huddles(services)
+    phone = Phone(client, MARIA, LOGAN_NUMBER)
+    text_at(phone, T0, "LOGAN", "SM1")
+    text_at(phone, T0 + timedelta(minutes=1), "EASTIE", "SM2")
+    text_at(Phone(client, MARIA, BOSTON_NUMBER), T0, "BOSTON", "SM3")
+    member, huddle = ids(services)
+    yes_at = T0 + timedelta(minutes=2)
+
+    reply = text_at(phone, yes_at, "yes!", "SMYES")
+
+    # The welcome of the huddle joined last (Eastie), which asks nothing; every pending join on
+    # this number is active, and only there; Logan's question waits for a text of its own.
+    assert reply == (
+        "Eastie: You're in! Welcome. Up to 4 msgs/month. Msg & data rates may apply. "
+        "Reply HELP for help, STOP to opt out."
+    )
+    assert subscriptions(services) == {
+        "logan": (m.ACTIVE, None, yes_at),
+        "eastie": (m.ACTIVE, None, yes_at),
+        "boston": (m.PENDING, None, T0),
+    }
+    provenance = {
+        "member": member,
+        "channel": "sms",
+        "address": MARIA,
+        "action": "opt_in",
+        "source": "keyword",
+        "detail": "yes!",
+        "sid": "SMYES",
+        "ip": None,
+        "user_agent": None,
+        "actor": "member",
+        "at": yes_at,
+    }
+    assert sorted(ledger_rows(services)[3:], key=lambda row: str(row["huddle"])) == sorted(
+        [{**provenance, "huddle": huddle["logan"]}, {**provenance, "huddle": huddle["eastie"]}],
+        key=lambda row: str(row["huddle"]),
+    )
+    with services.sessions() as session:
+        row = session.scalars(
+            select(InboundMessage).where(InboundMessage.message_sid == "SMYES")
+        ).one()
+        assert (row.intent, row.member_id, row.huddle_id, row.reply_text) == (
+            "confirm",
+            member,
+            huddle["eastie"],
+            reply,
+        )
+
+
+def test_yes_to_a_huddle_that_asks_starts_the_profile_and_lifts_an_old_stop(
+    client: FlaskClient, services: Services
+) -> None:
+    three_huddles(services)
+    phone = Phone(client, MARIA, LOGAN_NUMBER)
+    text_at(phone, T0, "STOP", "SM1")  # before ever joining: suppressed on this number
+    text_at(phone, T0 + timedelta(minutes=1), "LOGAN", "SM2")
+    yes_at = T0 + timedelta(minutes=2)
+
+    reply = text_at(phone, yes_at, "Y", "SM3")
+
+    assert reply.startswith("Logan: You're in! Welcome.")
+    assert reply.endswith("\nWhat's your first name? (Reply SKIP to skip)")
+    assert subscriptions(services) == {"logan": (m.ACTIVE, "first_name", yes_at)}
+    assert suppression(services, LOGAN_NUMBER).lifted_at == yes_at
+    assert [row["action"] for row in ledger_rows(services)] == [
+        "opt_out",
+        "opt_in_requested",
+        "opt_in",
+    ]
+
+
+def test_start_brings_back_only_what_was_opted_out_on_that_number(
+    client: FlaskClient, services: Services
+) -> None:
+    three_huddles(services)
+    phone = Phone(client, MARIA, LOGAN_NUMBER)
+    boston = Phone(client, MARIA, BOSTON_NUMBER)
+    for p, keyword, sid in (
+        (phone, "LOGAN", "SM1"),
+        (phone, "EASTIE", "SM2"),
+        (boston, "BOSTON", "SM3"),
+    ):
+        text_at(p, T0, keyword, sid)
+        text_at(p, T0, "YES", sid + "Y")
+    text_at(phone, T0 + timedelta(hours=1), "STOPALL", "SM4")
+    member, huddle = ids(services)
+    before = len(ledger_rows(services))
+    start_at = T0 + timedelta(hours=2)
+
+    reply = text_at(phone, start_at, "Start", "SMSTART")
+
+    assert reply.startswith(("Logan: You're resubscribed.", "Eastie: You're resubscribed."))
+    states = subscriptions(services)
+    assert states["logan"] == (m.ACTIVE, None, start_at)
+    assert states["eastie"] == (m.ACTIVE, None, start_at)
+    assert states["boston"][0] == m.OPTED_OUT  # STOPALL covered it; START here does not
+    new = ledger_rows(services)[before:]
+    assert {
+        (row["huddle"], row["action"], row["sid"], row["detail"], row["at"]) for row in new
+    } == {
+        (huddle["logan"], "resubscribe", "SMSTART", "Start", start_at),
+        (huddle["eastie"], "resubscribe", "SMSTART", "Start", start_at),
+    }
+    assert all(row["member"] == member and row["actor"] == "member" for row in new)
+    # STOPALL's suppression is of every sender: START on one number does not lift it...
+    assert suppression(services, "*").lifted_at is None
+    # ...but a STOP on this number is lifted, and a STOP on another number is not.
+    text_at(phone, start_at, "STOP", "SM5")
+    text_at(boston, start_at, "STOP", "SM6")
+    restart_at = start_at + timedelta(hours=1)
+    assert "resubscribed" in text_at(phone, restart_at, "unstop", "SM7")
+    assert suppression(services, LOGAN_NUMBER).lifted_at == restart_at
+    assert suppression(services, BOSTON_NUMBER).lifted_at is None
+
+
+def test_start_or_yes_with_nothing_to_bring_back_writes_nothing(
+    phone: Phone, services: Services
+) -> None:
+    text_at(phone, T0, "LOGAN", "SM1")
+    text_at(phone, T0, "YES", "SM2")
+    before = (ledger_rows(services), subscriptions(services))
+
+    assert "already signed up" in text_at(phone, T0 + timedelta(hours=1), "START", "SM3")
+    assert text_at(phone, T0 + timedelta(hours=1), "yes", "SM4") == ""  # a reply for the inbox
+
+    assert (ledger_rows(services), subscriptions(services)) == before
+    with services.sessions() as session:
+        member = session.scalars(select(Member)).one()
+        assert member.last_replied_at == T0 + timedelta(hours=1)
