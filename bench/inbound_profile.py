@@ -116,7 +116,12 @@ def main() -> int:
 
         app = create_bench_app()
         logging.disable(logging.INFO)  # the app logs a line per text; not what is measured here
-        generator = bench.Generator(rng, instance.members, set(instance.members) | {bench.SENDER})
+        generator = bench.Generator(
+            rng,
+            instance.members,
+            {*instance.members, *instance.pending, bench.SENDER},
+            instance.pending,
+        )
 
         def batch(name: str, number: int) -> list[Request]:
             path = workdir / f"{name}.txt"
@@ -177,7 +182,7 @@ def main() -> int:
             k = len(wall[kind])
             sql = f", {statements[kind] / k:.1f} statements" if args.sql else ""
             print(
-                f"  {kind:<6} n={k:<5} {sum(wall[kind]) / k * 1e3:7.3f} ms wall "
+                f"  {kind:<7} n={k:<5} {sum(wall[kind]) / k * 1e3:7.3f} ms wall "
                 f"{sum(cpu[kind]) / k * 1e3:7.3f} ms CPU{sql}"
             )
         # The third batch: profiled (cProfile), or run as it is for an outside sampler (py-spy).

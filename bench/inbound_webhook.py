@@ -10,13 +10,14 @@ What it does, all on loopback and all stopped at the end (also on Ctrl-C or SIGT
 
 1. A temp instance: a SQLite file in a temp directory, or with ``--postgres`` a schema of its own
    (dropped at the end), migrated with ``outreach.migrate.upgrade``; an embedded Redis.
-2. Seeds a huddle ``logan`` on +16175550100 (double opt-in) with ``--members`` active SMS members
-   (each with its import ledger row) and 20 other huddles on other numbers.
+2. Seeds a huddle ``logan`` on +16175550100 (double opt-in) with ``--members`` SMS members, four
+   fifths active (each with its import ledger row) and a fifth pending (joined by keyword, not
+   confirmed yet), and 20 other huddles on other numbers.
 3. Pre-generates signed inbound webhooks (``RequestValidator`` over PUBLIC_BASE_URL, all the
-   parameters Twilio sends, a unique MessageSid each): 86% replies from members ("See you
-   Saturday!"…), 5% HELP from members, 6% ``JOIN LOGAN`` from numbers never seen before, 3% STOP
-   from members (each member at most once). One file per run; each wrk thread takes its own slice
-   (bench/inbound_wrk.lua), so no MessageSid is sent twice.
+   parameters Twilio sends, a unique MessageSid each): 83% replies from active members ("See you
+   Saturday!"…), 5% HELP from them, 6% ``JOIN LOGAN`` from numbers never seen before, 3% STOP
+   from active members and 3% YES from pending ones (each member at most once). One file per run;
+   each wrk thread takes its own slice (bench/inbound_wrk.lua), so no MessageSid is sent twice.
 4. Starts gunicorn (``python -m gunicorn``, the Procfile's server, with its access log) on
    ``bench/inbound_app.py``: the real ``web.create_app()`` plus ``POST /bench/empty``, a minimal
    view returning the empty TwiML ``<Response />`` in the same processes. Workers: ``--server``
@@ -115,8 +116,16 @@ REPLIES = [
     "Is there parking near the library?",
 ]
 # share of requests by kind; the rest are replies
-MIX = {"help": 0.05, "join": 0.06, "stop": 0.03}
-EXPECTED_INTENT = {"reply": "other", "help": "help", "join": "join", "stop": "opt_out"}
+MIX = {"help": 0.05, "join": 0.06, "stop": 0.03, "confirm": 0.03}
+EXPECTED_INTENT = {
+    "reply": "other",
+    "help": "help",
+    "join": "join",
+    "stop": "opt_out",
+    "confirm": "confirm",
+}
+CONFIRMS = ["YES", "yes", "Y"]
+PENDING_SHARE = 0.2  # of the seeded members: joined, not confirmed yet (they text YES)
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,10 +138,11 @@ class Instance:
     workdir: Path
     database_url: str
     engine: Engine
-    members: list[str]
+    members: list[str]  # active
     kind: str  # "sqlite" or "postgresql"
     admin: Engine | None = None
     schema: str | None = None
+    pending: list[str] = field(default_factory=list)  # joined, asked to confirm
 
     def close(self) -> None:
         self.engine.dispose()
@@ -197,6 +207,7 @@ def seed(instance: Instance, members: int, rng: random.Random) -> None:
             taken.add(f"+1617555{150 + n:04d}")
         logan_id = logan.id
     phones = random_numbers(rng, members, taken)
+    pending = set(phones[int(members * (1 - PENDING_SHARE)) :])
     chunk = 2000
     with factory.begin() as session:
         for start in range(0, members, chunk):
@@ -214,7 +225,7 @@ def seed(instance: Instance, members: int, rng: random.Random) -> None:
                         "member_id": ids[p],
                         "huddle_id": logan_id,
                         "channel": "sms",
-                        "state": "active",
+                        "state": "pending" if p in pending else "active",
                         "created_at": now,
                         "updated_at": now,
                     }
@@ -229,10 +240,10 @@ def seed(instance: Instance, members: int, rng: random.Random) -> None:
                         "huddle_id": logan_id,
                         "channel": "sms",
                         "address": p,
-                        "action": "opt_in",
-                        "source": "import",
-                        "detail": f"bench.csv line {start + i + 2}",
-                        "actor": "bench@example.org",
+                        "action": "opt_in_requested" if p in pending else "opt_in",
+                        "source": "keyword" if p in pending else "import",
+                        "detail": KEYWORD if p in pending else f"bench.csv line {start + i + 2}",
+                        "actor": "member" if p in pending else "bench@example.org",
                         "created_at": now,
                     }
                     for i, p in enumerate(part)
@@ -241,7 +252,8 @@ def seed(instance: Instance, members: int, rng: random.Random) -> None:
     if instance.kind == "postgresql":
         with instance.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
-    instance.members = phones
+    instance.members = [p for p in phones if p not in pending]
+    instance.pending = [p for p in phones if p in pending]
 
 
 # ------------------------------------------------------------------------------------------
@@ -263,6 +275,7 @@ class Generator:
     rng: random.Random
     members: list[str]
     taken: set[str]
+    pending: list[str] = field(default_factory=list)  # members who will confirm, once each
     stopped: set[str] = field(default_factory=set)
     files: int = 0
     validator: RequestValidator = field(default_factory=lambda: RequestValidator(AUTH_TOKEN))
@@ -301,6 +314,10 @@ class Generator:
             self.stopped.add(who)
             return "stop", self.params(sid, who, self.rng.choice(["STOP", "stop", "Stop"]))
         roll -= MIX["stop"]
+        if roll < MIX["confirm"] and self.pending:
+            who = self.pending.pop()
+            return "confirm", self.params(sid, who, self.rng.choice(CONFIRMS))
+        roll -= MIX["confirm"]
         if roll < MIX["join"]:
             (who,) = random_numbers(self.rng, 1, self.taken)
             body = self.rng.choice([f"JOIN {KEYWORD}", KEYWORD, KEYWORD.lower()])
@@ -441,6 +458,8 @@ def check_mix_classifies_as_expected() -> None:
         assert classify(body, [KEYWORD]).intent.value == "opt_out", body
     for body in (f"JOIN {KEYWORD}", KEYWORD, KEYWORD.lower()):
         assert classify(body, [KEYWORD]).intent.value == "join", body
+    for body in CONFIRMS:
+        assert classify(body, [KEYWORD]).intent.value == "confirm", body
 
 
 # ------------------------------------------------------------------------------------------
@@ -721,7 +740,7 @@ def settle(instance: Instance, prefix: str) -> int:
 
 
 def verify(instance: Instance, run: Run) -> None:
-    """No lost writes, nothing extra, each row as expected, ledger rows for STOP and JOIN."""
+    """No lost writes, nothing extra, each row as expected, ledger rows for STOP, JOIN, YES."""
     prefix = f"SM{run.requests.number:04x}"
     settle(instance, prefix)
     file = run.requests
@@ -758,6 +777,8 @@ def verify(instance: Instance, run: Run) -> None:
         run.db_errors.append(
             f"{kinds['join']} JOINs stored but {ledger['opt_in_requested']} ledger rows"
         )
+    if ledger["opt_in"] != kinds["confirm"]:
+        run.db_errors.append(f"{kinds['confirm']} YESes stored but {ledger['opt_in']} opt_in rows")
 
 
 def verify_status(instance: Instance, run: Run) -> None:
@@ -1025,7 +1046,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{instance.kind}: seeded {len(instance.members):,} members "
             f"in {time.monotonic() - started:.1f} s; load average {os.getloadavg()[0]:.2f}"
         )
-        generator = Generator(rng, instance.members, set(instance.members) | {SENDER})
+        generator = Generator(
+            rng, instance.members, {*instance.members, *instance.pending, SENDER}, instance.pending
+        )
         configs: list[ServerConfig] = args.server or [DEFAULT_SERVER[instance.kind]]
         redis = EmbeddedRedis(workdir / "redis.sock").start()
         summaries = []
