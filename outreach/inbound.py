@@ -11,15 +11,16 @@ texted, and classifying the text with the keywords last seen on it (:class:`_Ear
 checked against the keywords the transaction reads). The sender's number is validated only when no
 member has it on file (:class:`_Sender`). The transaction reads first, with plain SQL
 (:class:`_Statements`): the member with their SMS subscriptions, and the huddles on the number
-texted with their keywords (:class:`_Snapshot`). The texts that make most of the traffic, a
-member's reply for the inbox, HELP, STOP and a join keyword, are decided from that snapshot
+texted with their keywords (:class:`_Snapshot`). A member's reply for the inbox, HELP, and every
+text that changes consent (STOP, a join keyword, YES, START) are decided from that snapshot
 (:func:`_decide_from_snapshot`), claim their MessageSid with their row complete (a new number's
 join completes it once the member exists), and send their few writes as plain SQL: the consent
 rows ``outreach.consent`` would write, without an ORM flush (in-process, STOP went from 5.5 to
-1.5 ms, a join from 3.9 to 1.8). The rest (YES, START, the profile conversation, a stranger's
-text) claim the MessageSid first, then go through :func:`_dispatch` and ``outreach.consent`` with
-an ORM session in the same transaction, which starts with the snapshot's rows as already-loaded
-objects and serves ``sms_subscriptions`` from them until the request's first write.
+1.3 ms, YES from 5.1 to 1.3). The rest, none of it a consent change (the profile conversation, a
+text flagged for an organizer, a stranger's text), claim the MessageSid first, then go through
+:func:`_dispatch` with an ORM session in the same transaction, which starts with the snapshot's
+rows as already-loaded objects and serves ``sms_subscriptions`` from them until the request's
+first write.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def handle_inbound(
     """Apply an inbound text and return the reply to send (None: say nothing).
 
     The transaction runs on this thread's held connection; ``factory`` makes the ORM session
-    that JOIN, STOP and the like use on it.
+    that the profile conversation and the like use on it.
     """
     sms = replace(
         sms,
@@ -230,11 +231,11 @@ def _apply(
 ) -> InboundResult:
     """The text's work in the transaction: read, decide, then claim the MessageSid and write.
 
-    Most texts (a member's reply, HELP, STOP, a join keyword) are decided from what was read
-    (:func:`_decide_from_snapshot`), claimed with their row complete, and their few writes sent
-    as plain SQL (``_Statements.write``). The others (YES, START, the profile conversation, a
-    stranger's text) claim first, as IGNORED, then go through the ORM and ``outreach.consent``,
-    and complete the row (``_Statements.finish``). A claim that finds the MessageSid taken is a
+    A member's reply, HELP and the consent changes (STOP, a join, YES, START) are decided from
+    what was read (:func:`_decide_from_snapshot`), claimed with their row complete, and their
+    few writes sent as plain SQL (``_Statements.write``). The others (the profile conversation,
+    a flagged text, a stranger's text) claim first, as IGNORED, then go through the ORM, and
+    complete the row (``_Statements.finish``). A claim that finds the MessageSid taken is a
     duplicate, answered as the first delivery was; nothing else is written.
     """
     sql = _Statements.on(connection)
@@ -307,7 +308,7 @@ class _Writes:
     moves: list[_Move] = field(default_factory=list)
     revocation_only: bool = False  # STOP with nothing to move: the revocation itself is recorded
     suppress: list[str] = field(default_factory=list)  # STOP's scopes, added or re-armed
-    lift: list[str] = field(default_factory=list)  # a join lifts the member's STOP on its sender
+    lift: list[str] = field(default_factory=list)  # YES, START, single opt-in: the member's STOP
 
 
 def _decide_from_snapshot(
