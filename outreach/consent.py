@@ -3,8 +3,8 @@
 Every change of a subscription's state goes through :func:`set_subscription_state` (or
 :func:`move_subscription`, the same for a caller that has read the row already), which writes the
 ledger row in the same transaction. Nothing else writes subscriptions' ``state``, except the
-inbound webhook's hot path (``outreach.inbound``: STOP and join keywords), which writes the same
-rows in plain SQL; tests/webhooks/test_inbound_consent_rows.py holds both to the same rows.
+inbound webhook's hot path (``outreach.inbound``: STOP, join keywords, YES, START), which writes
+the same rows in plain SQL; tests/webhooks/test_inbound_consent_rows.py holds it to them.
 """
 
 from __future__ import annotations

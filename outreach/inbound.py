@@ -11,16 +11,12 @@ texted, and classifying the text with the keywords last seen on it (:class:`_Ear
 checked against the keywords the transaction reads). The sender's number is validated only when no
 member has it on file (:class:`_Sender`). The transaction reads first, with plain SQL
 (:class:`_Statements`): the member with their SMS subscriptions, and the huddles on the number
-texted with their keywords (:class:`_Snapshot`). A member's reply for the inbox, HELP, and every
-text that changes consent (STOP, a join keyword, YES, START) are decided from that snapshot
-(:func:`_decide_from_snapshot`), claim their MessageSid with their row complete (a new number's
-join completes it once the member exists), and send their few writes as plain SQL: the consent
-rows ``outreach.consent`` would write, without an ORM flush (in-process, STOP went from 5.5 to
-1.3 ms, YES from 5.1 to 1.3). The rest, none of it a consent change (the profile conversation, a
-text flagged for an organizer, a stranger's text), claim the MessageSid first, then go through
-:func:`_dispatch` with an ORM session in the same transaction, which starts with the snapshot's
-rows as already-loaded objects and serves ``sms_subscriptions`` from them until the request's
-first write.
+texted with their keywords (:class:`_Snapshot`). Every text is decided from that snapshot
+(:func:`_decide`; a stranger's once-a-day hint reads once more), claims its MessageSid with its
+row complete (a new number's join completes it once the member exists), and sends its few writes
+as plain SQL. A text that changes consent (STOP, a join keyword, YES, START) writes the rows
+``outreach.consent`` writes everywhere else: there is no ORM on this path, whose flushes cost a
+STOP 5.5 ms in-process (now 1.3).
 """
 
 from __future__ import annotations
@@ -31,11 +27,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, Column, Connection, Dialect, event, inspect, select
+from sqlalchemy import Boolean, Column, Connection, Dialect, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import copy
 from outreach.classify import Classification, Intent, classify
@@ -117,9 +113,6 @@ class _EarlyClassification:
         return classify(body, keywords)
 
 
-_T = TypeVar("_T", Huddle, Member, Subscription)
-
-
 @dataclass(frozen=True)
 class InboundSms:
     message_sid: str
@@ -146,8 +139,8 @@ def handle_inbound(
 ) -> InboundResult:
     """Apply an inbound text and return the reply to send (None: say nothing).
 
-    The transaction runs on this thread's held connection; ``factory`` makes the ORM session
-    that the profile conversation and the like use on it.
+    The transaction runs on this thread's held connection; ``factory``'s sessions read the
+    answer a concurrent delivery of the same MessageSid committed.
     """
     sms = replace(
         sms,
@@ -162,7 +155,7 @@ def handle_inbound(
     early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
     try:
         with connections.begin() as connection:
-            return _apply(factory, connection, sms, sender, to_e164, early)
+            return _apply(connection, sms, sender, to_e164, early)
     except IntegrityError:
         # Another write raced us in another process and won: answer as the MessageSid was.
         with factory() as session:
@@ -170,37 +163,6 @@ def handle_inbound(
                 select(InboundMessage).where(InboundMessage.message_sid == sms.message_sid)
             ).one()
             return InboundResult(existing.intent, existing.reply_text, duplicate=True)
-
-
-class _Orm:
-    """An ORM session in the text's transaction, made on first use: most texts need none.
-
-    On success its changes are flushed before the transaction commits; either way it is closed,
-    which leaves the transaction (the connection's, not the session's) alone.
-    """
-
-    def __init__(self, factory: sessionmaker[Session], connection: Connection) -> None:
-        self._factory = factory
-        self._connection = connection
-        self._session: Session | None = None
-
-    @property
-    def session(self) -> Session:
-        if self._session is None:
-            self._session = self._factory(bind=self._connection)
-        return self._session
-
-    def __enter__(self) -> _Orm:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
-        if self._session is None:
-            return
-        try:
-            if exc_type is None:
-                self._session.flush()
-        finally:
-            self._session.close()
 
 
 def storable(text: str, limit: int) -> str:
@@ -215,14 +177,13 @@ class _Inbound:
 
     received_at: datetime
     id: int | None = None
-    completed_by_finish: bool = False  # claimed incomplete, before the ORM's consent changes
+    completed_by_finish: bool = False  # claimed before the member it names was inserted
     huddle_id: int | None = None
     member_id: int | None = None
     flagged: bool = False
 
 
 def _apply(
-    factory: sessionmaker[Session],
     connection: Connection,
     sms: InboundSms,
     sender: _Sender,
@@ -231,12 +192,11 @@ def _apply(
 ) -> InboundResult:
     """The text's work in the transaction: read, decide, then claim the MessageSid and write.
 
-    A member's reply, HELP and the consent changes (STOP, a join, YES, START) are decided from
-    what was read (:func:`_decide_from_snapshot`), claimed with their row complete, and their
-    few writes sent as plain SQL (``_Statements.write``). The others (the profile conversation,
-    a flagged text, a stranger's text) claim first, as IGNORED, then go through the ORM, and
-    complete the row (``_Statements.finish``). A claim that finds the MessageSid taken is a
-    duplicate, answered as the first delivery was; nothing else is written.
+    Every text is decided from what was read first (:func:`_decide`), claimed with its row
+    complete, and its few writes sent as plain SQL (``_Statements.write``): a join by a number
+    never seen claims first and completes its row once the member exists (``finish``). A claim
+    that finds the MessageSid taken is a duplicate, answered as the first delivery was; nothing
+    else is written.
     """
     sql = _Statements.on(connection)
     inbound = _Inbound(received_at=utcnow())
@@ -247,29 +207,17 @@ def _apply(
             return sql.answered(sms.message_sid)
         log.info("inbound %s from a non-number sender ignored", sms.message_sid)
         return outcome
-    with _Orm(factory, connection) as orm:
-        snapshot = _Snapshot(orm, sql, first)
-        result = early.result_for(tuple(snapshot.keyword_huddles), sms.body)
-        intent = _intent_with_opt_out_type(result, sms.opt_out_type)
-        decision = _decide_from_snapshot(snapshot, inbound, intent, result, sms, to_e164)
-        if decision is not None:
-            outcome, writes = decision
-            # A join by a number we have not met names the member it creates: claim first.
-            claimed = sql.claim(
-                sms, from_e164, to_e164, inbound, None if writes.new_member else outcome
-            )
-            if not claimed:
-                return sql.answered(sms.message_sid)
-            sql.write(writes, inbound, sms, from_e164)
-        else:
-            if not sql.claim(sms, from_e164, to_e164, inbound, None):
-                return sql.answered(sms.message_sid)
-            context = _Context(orm.session, sms, inbound, snapshot, from_e164, to_e164)
-            outcome = _dispatch(context, intent)
-            if context.member is not None:
-                inbound.member_id = context.member.id
+    snapshot = _Snapshot(first)
+    result = early.result_for(tuple(snapshot.keyword_huddles), sms.body)
+    intent = _intent_with_opt_out_type(result, sms.opt_out_type)
+    outcome, writes = _decide(snapshot, sql, inbound, intent, result, sms, to_e164, from_e164)
+    # A join by a number we have not met names the member it creates: claim first, finish after.
+    complete = None if writes.new_member else outcome
+    if not sql.claim(sms, from_e164, to_e164, inbound, complete):
+        return sql.answered(sms.message_sid)
+    sql.write(writes, inbound, sms, from_e164)
     if inbound.completed_by_finish:
-        sql.finish(inbound, outcome)  # after the writes: the row may name a new member
+        sql.finish(inbound, outcome)  # names the member the join created
     # Consent changes, joins and flags at INFO; the routine texts (replies for the inbox, HELP,
     # profile answers: most of the traffic, each kept as its inbound row) at DEBUG.
     routine = outcome.intent in _ROUTINE_INTENTS and not inbound.flagged
@@ -305,55 +253,53 @@ class _Writes:
 
     new_member: bool = False  # a join by a number we have not met
     member_replied: bool = False  # members.last_replied_at = received_at
+    first_name: str | None = None  # the profile conversation's answers (None: unchanged)
+    zip: str | None = None
     moves: list[_Move] = field(default_factory=list)
     revocation_only: bool = False  # STOP with nothing to move: the revocation itself is recorded
     suppress: list[str] = field(default_factory=list)  # STOP's scopes, added or re-armed
     lift: list[str] = field(default_factory=list)  # YES, START, single opt-in: the member's STOP
 
 
-def _decide_from_snapshot(
+def _decide(
     snapshot: _Snapshot,
+    sql: _Statements,
     inbound: _Inbound,
     intent: Intent,
     result: Classification,
     sms: InboundSms,
     to_e164: str,
-) -> tuple[InboundResult, _Writes] | None:
-    """Every text that changes consent, HELP and a member's reply; else None (the ORM path).
+    phone: str,
+) -> tuple[InboundResult, _Writes]:
+    """What the text means and what it writes, in the compliance order (the module's).
 
-    None of them reads more than the snapshot: a member's reply and HELP change nothing but
-    their row (and the reply's ``last_replied_at``); STOP, a join, YES and START change consent
-    with the rows ``outreach.consent`` would write (``_Statements.write``), without an ORM flush.
-    What is left to the ORM path changes no consent: the profile conversation, a text flagged
-    for an organizer, a stranger's text.
+    Decided from the snapshot alone, but for a stranger's once-a-day hint (one read). STOP, a
+    join, YES and START change consent with the rows ``outreach.consent`` would write; the
+    profile conversation, HELP, a reply and a flagged text change no consent.
     """
+    if snapshot.member_row is not None:
+        inbound.member_id = snapshot.member_row["id"]
     if intent in (Intent.OPT_OUT, Intent.OPT_OUT_ALL):
         return _decide_opt_out(snapshot, inbound, sms, to_e164, intent)
+    if intent is Intent.HELP:
+        primary = snapshot.primary_huddle_id()
+        inbound.huddle_id = primary
+        huddle = snapshot.transient_huddle(primary) if primary is not None else None
+        return InboundResult(intent.value, copy.help_text(huddle)), _Writes()
     if intent is Intent.JOIN and result.keyword is not None:
         return _decide_join(snapshot, inbound, snapshot.keyword_huddles[result.keyword])
     if intent in (Intent.CONFIRM, Intent.OPT_IN):
         opted_in = _decide_opt_in(snapshot, inbound, intent, to_e164)
-        if opted_in is not None or intent is Intent.OPT_IN:
+        if opted_in is not None:
             return opted_in
-    on_sender = snapshot.subscriptions_on_sender()
-    if intent in (Intent.OTHER, Intent.SKIP, Intent.CONFIRM):
-        # _profile_answer has nothing to do outside a conversation; then _reply_to_inbox.
-        if not on_sender or any(
-            s["conversation_step"] and s["state"] == m.ACTIVE for s in on_sender
-        ):
-            return None
-        assert snapshot.member_row is not None  # noqa: S101 - subscriptions exist only for a member
-        inbound.huddle_id = on_sender[0]["huddle_id"]
-        inbound.member_id = snapshot.member_row["id"]
-        return InboundResult(intent.value, None), _Writes(member_replied=True)
-    if intent is Intent.HELP:
-        primary = snapshot.primary_huddle_id()
-        inbound.huddle_id = primary
-        if snapshot.member_row is not None:
-            inbound.member_id = snapshot.member_row["id"]
-        huddle = snapshot.transient_huddle(primary) if primary is not None else None
-        return InboundResult(intent.value, copy.help_text(huddle)), _Writes()
-    return None
+    if intent is Intent.MAYBE_OPT_OUT:
+        # Not certain enough to act on, too close to ignore: an organizer decides.
+        inbound.flagged = True
+    writes = _Writes()
+    answered = _decide_profile_answer(snapshot, inbound, intent, sms, writes)
+    if answered is not None:
+        return answered, writes
+    return _decide_reply(snapshot, sql, inbound, intent, phone, writes), writes
 
 
 def _decide_opt_out(
@@ -462,25 +408,94 @@ def _decide_join(
     return InboundResult(Intent.JOIN.value, copy.confirmation_ask(huddle)), writes
 
 
-class _Snapshot:
-    """What the transaction read first: the sender's huddles, the member, their subscriptions.
+def _decide_profile_answer(
+    snapshot: _Snapshot, inbound: _Inbound, intent: Intent, sms: InboundSms, writes: _Writes
+) -> InboundResult | None:
+    """The profile conversation after a welcome: first name, then ZIP; SKIP skips a question.
 
-    The rows turn into ORM objects only when asked for, as persistent objects of the session
-    (``make_transient_to_detached`` + ``add``: what a query would have loaded, without the query).
+    Only a member's text that is not a keyword (STOP and HELP were answered before: they are
+    never swallowed). None: not in a conversation, or a step we do not know (then ended).
     """
+    if intent not in (Intent.OTHER, Intent.SKIP, Intent.CONFIRM, Intent.OPT_IN):
+        return None
+    member = snapshot.member_row
+    in_conversation = [
+        s
+        for s in snapshot.subscriptions_on_sender()
+        if s["conversation_step"] and s["state"] == m.ACTIVE
+    ]
+    if not in_conversation or member is None:
+        return None
+    subscription = in_conversation[0]
+    huddle = snapshot.transient_huddle(subscription["huddle_id"])
+    inbound.huddle_id = huddle.id
+    answer = " ".join(sms.body.split())
+    skip = intent is Intent.SKIP
+    step = subscription["conversation_step"]
+    if step == "first_name":
+        if not skip and answer:
+            writes.first_name = answer[:100]
+        first_name = writes.first_name or member["first_name"] or ""
+        writes.moves.append(_step(subscription, "zip"))
+        return InboundResult(PROFILE, copy.message("profile_zip", huddle, first_name=first_name))
+    if step == "zip":
+        if not skip:
+            if not _ZIP.match(answer):
+                return InboundResult(PROFILE, copy.message("profile_zip_again", huddle))
+            writes.zip = answer[:5]
+        writes.moves.append(_step(subscription, None))
+        return InboundResult(PROFILE, copy.message("profile_done", huddle))
+    writes.moves.append(_step(subscription, None))
+    return None
 
-    def __init__(self, orm: _Orm, sql: _Statements, first: _FirstRead) -> None:
-        self.orm = orm
-        self.sql = sql
+
+def _step(subscription: _Row, step: str | None) -> _Move:
+    """The conversation moved on: the step changes, consent does not."""
+    return _Move(subscription["huddle_id"], subscription["id"], subscription["state"], step, None)
+
+
+def _decide_reply(
+    snapshot: _Snapshot,
+    sql: _Statements,
+    inbound: _Inbound,
+    intent: Intent,
+    phone: str,
+    writes: _Writes,
+) -> InboundResult:
+    """A member's reply goes to the huddle's inbox, unanswered. A number that is not a member
+    here gets one reply a day telling them how to join (not to a text flagged as a maybe-STOP).
+    """
+    on_sender = snapshot.subscriptions_on_sender()
+    if on_sender:
+        inbound.huddle_id = on_sender[0]["huddle_id"]
+        writes.member_replied = True
+        return InboundResult(intent.value, None)
+    primary = snapshot.primary_huddle_id()
+    inbound.huddle_id = primary
+    if intent is Intent.MAYBE_OPT_OUT:
+        return InboundResult(intent.value, None)
+    if sql.hinted_since(phone, inbound.received_at - HINT_INTERVAL):
+        return InboundResult(UNKNOWN_SENDER, None)
+    if primary is None:
+        return InboundResult(UNKNOWN_SENDER, copy.message("how_to_join", None, keyword=None))
+    huddle = snapshot.transient_huddle(primary)
+    keywords = snapshot.huddle_keywords[primary]
+    program = huddle if len(snapshot.huddle_rows) == 1 else None
+    keyword = keywords[0] if keywords else None
+    return InboundResult(UNKNOWN_SENDER, copy.message("how_to_join", program, keyword=keyword))
+
+
+class _Snapshot:
+    """What the transaction read first: the sender's huddles, the member, their subscriptions."""
+
+    def __init__(self, first: _FirstRead) -> None:
+        # huddles by id, keywords by keyword: in the order the read returned them (id, keyword)
         self.huddle_rows = {huddle_id: row for huddle_id, (row, _) in first.huddles.items()}
-        # huddles by id, keywords by keyword: the order the ORM loaded them in
+        self.huddle_keywords = {huddle_id: words for huddle_id, (_, words) in first.huddles.items()}
         self.keyword_huddles = {k: hid for hid, (_, words) in first.huddles.items() for k in words}
         self.member_row = first.member
         self.subscription_rows = first.subscriptions  # the member's SMS ones, latest change first
-        self._huddles: dict[int, Huddle] = {}
         self._transient: dict[int, Huddle] = {}
-        self._member: Member | None = None
-        self._subscriptions: list[Subscription] | None = None
 
     def subscriptions_on_sender(self) -> list[_Row]:
         return [s for s in self.subscription_rows if s["huddle_id"] in self.huddle_rows]
@@ -499,43 +514,11 @@ class _Snapshot:
         return sorted(keys)
 
     def transient_huddle(self, huddle_id: int) -> Huddle:
-        """A huddle's columns as a Huddle in no session: for its copy, without an ORM session."""
+        """A huddle's columns as a Huddle in no session: what its copy (``outreach.copy``) reads."""
         found = self._transient.get(huddle_id)
         if found is None:
             found = self._transient[huddle_id] = Huddle(**self.huddle_rows[huddle_id].attributes())
         return found
-
-    def huddle(self, huddle_id: int) -> Huddle:
-        found = self._huddles.get(huddle_id)
-        if found is None:
-            found = self._huddles[huddle_id] = _loaded(
-                self.orm.session, Huddle, self.huddle_rows[huddle_id].attributes()
-            )
-        return found
-
-    def huddles(self) -> list[Huddle]:
-        return [self.huddle(huddle_id) for huddle_id in self.huddle_rows]
-
-    def member(self) -> Member | None:
-        if self._member is None and self.member_row is not None:
-            self._member = _loaded(self.orm.session, Member, self.member_row.attributes())
-        return self._member
-
-    def subscriptions(self) -> list[Subscription]:
-        if self._subscriptions is None:
-            self._subscriptions = [
-                _loaded(self.orm.session, Subscription, row.attributes())
-                for row in self.subscription_rows
-            ]
-        return self._subscriptions
-
-
-def _loaded(session: Session, cls: type[_T], row: dict[str, Any]) -> _T:
-    """``cls`` as if a query had loaded ``row`` into ``session`` (no pending change, no SQL)."""
-    instance = cls(**row)
-    make_transient_to_detached(instance)
-    session.add(instance)
-    return instance
 
 
 @dataclass(frozen=True)
@@ -741,6 +724,10 @@ class _Statements:
         statements: list[tuple[str, Sequence[Any]]] = []
         if writes.member_replied:
             statements.append((p.member_replied, (p.bind_time(inbound.received_at), member_id)))
+        if writes.first_name is not None:
+            statements.append((p.member_first_name, (writes.first_name, member_id)))
+        if writes.zip is not None:
+            statements.append((p.member_zip, (writes.zip, member_id)))
         # consent.Provenance of a text: the member's own words, by MessageSid
         provenance = (c.SOURCE_KEYWORD, sms.body[:500], sms.message_sid, None, None, "member", now)
         for move in writes.moves:
@@ -763,8 +750,14 @@ class _Statements:
         if statements:
             self._run(*statements)
 
+    def hinted_since(self, phone: str, since: datetime) -> bool:
+        """Whether this number got the how-to-join hint since then (once a day at most)."""
+        p = self.p
+        (rows,) = self._run((p.hinted, (phone, UNKNOWN_SENDER, p.bind_time(since))))
+        return bool(rows)
+
     def finish(self, inbound: _Inbound, outcome: InboundResult) -> None:
-        """Complete a row claimed before the ORM's changes (``claim`` without an outcome)."""
+        """Complete a row claimed before its member existed (``claim`` without an outcome)."""
         p = self.p
         self._run(
             (
@@ -854,6 +847,9 @@ class _Prepared:
     member: str
     insert_member: str
     member_replied: str
+    member_first_name: str
+    member_zip: str
+    hinted: str
     finish: str
     insert_subscription: str
     update_subscription: str
@@ -901,6 +897,10 @@ class _Prepared:
             " WHERE mb.phone = ? ORDER BY s.updated_at DESC"
         )
         insert_member = sql("INSERT INTO members (phone, created_at) VALUES (?, ?) RETURNING id")
+        hinted = sql(
+            """SELECT id FROM inbound_messages WHERE from_e164 = ? AND intent = ?
+            AND reply_text IS NOT NULL AND received_at >= ? LIMIT 1"""
+        )
         return cls(
             claim=claim,
             answered=answered,
@@ -909,6 +909,9 @@ class _Prepared:
             member=member,
             insert_member=insert_member,
             member_replied=sql("UPDATE members SET last_replied_at = ? WHERE id = ?"),
+            member_first_name=sql("UPDATE members SET first_name = ? WHERE id = ?"),
+            member_zip=sql("UPDATE members SET zip = ? WHERE id = ?"),
+            hinted=hinted,
             finish=sql(
                 """UPDATE inbound_messages SET intent = ?, reply_text = ?, member_id = ?,
                 huddle_id = ?, flagged = ? WHERE id = ?"""
@@ -945,69 +948,9 @@ class _Prepared:
             bind_bool=bind_processor(Boolean(), dialect),
             dialect=dialect,
             returns_rows=frozenset(
-                [claim, answered, by_number, by_number_or_service, member, insert_member]
+                [claim, answered, by_number, by_number_or_service, member, insert_member, hinted]
             ),
         )
-
-
-@dataclass
-class _Context:
-    session: Session
-    sms: InboundSms
-    inbound: _Inbound
-    snapshot: _Snapshot
-    phone: str
-    to: str
-    huddles: list[Huddle] = field(init=False)
-    member: Member | None = field(init=False)
-    _wrote: bool = field(default=False, init=False)
-
-    def __post_init__(self) -> None:
-        self.huddles = self.snapshot.huddles()
-        self.member = self.snapshot.member()
-        event.listen(self.session, "after_flush", self._after_flush)
-
-    def _after_flush(self, *_args: Any) -> None:
-        self._wrote = True
-
-    def _snapshot_is_current(self) -> bool:
-        """Nothing written yet in this request (flushed or pending): the snapshot still holds."""
-        session = self.session
-        return not (self._wrote or session.new or session.dirty or session.deleted)
-
-    def sms_subscriptions(self, huddles: list[Huddle] | None = None) -> list[Subscription]:
-        if self.member is None:
-            return []
-        if self.member is self.snapshot.member() and self._snapshot_is_current():
-            found = self.snapshot.subscriptions()
-            if huddles is not None:
-                ids = {x.id for x in huddles}
-                found = [s for s in found if s.huddle_id in ids]
-            return list(found)
-        query = select(Subscription).where(
-            Subscription.member_id == self.member.id, Subscription.channel == m.SMS
-        )
-        if huddles is not None:
-            query = query.where(Subscription.huddle_id.in_([x.id for x in huddles]))
-        return list(self.session.scalars(query.order_by(Subscription.updated_at.desc())))
-
-    def huddle(self, huddle_id: int) -> Huddle:
-        for candidate in self.huddles:
-            if candidate.id == huddle_id:
-                return candidate
-        return self.session.get_one(Huddle, huddle_id)
-
-
-def _dispatch(ctx: _Context, intent: Intent) -> InboundResult:
-    """What ``_decide_from_snapshot`` leaves, none of it a consent change: the profile
-    conversation, a text flagged for an organizer, a stranger's text."""
-    if intent is Intent.MAYBE_OPT_OUT:
-        # Not certain enough to act on, too close to ignore: an organizer decides.
-        ctx.inbound.flagged = True
-    conversation = _profile_answer(ctx, intent)
-    if conversation is not None:
-        return conversation
-    return _reply_to_inbox(ctx, intent)
 
 
 def _intent_with_opt_out_type(result: Classification, opt_out_type: str | None) -> Intent:
@@ -1022,78 +965,3 @@ def _intent_with_opt_out_type(result: Classification, opt_out_type: str | None) 
     if kind == "HELP":
         return Intent.HELP
     return result.intent
-
-
-def _profile_answer(ctx: _Context, intent: Intent) -> InboundResult | None:
-    if intent not in (Intent.OTHER, Intent.SKIP, Intent.CONFIRM, Intent.OPT_IN):
-        return None
-    in_conversation = [
-        s for s in ctx.sms_subscriptions(ctx.huddles) if s.conversation_step and s.state == m.ACTIVE
-    ]
-    if not in_conversation or ctx.member is None:
-        return None
-    subscription = in_conversation[0]
-    huddle = ctx.huddle(subscription.huddle_id)
-    member = ctx.member
-    ctx.inbound.huddle_id = huddle.id
-    answer = " ".join(ctx.sms.body.split())
-    skip = intent is Intent.SKIP
-    if subscription.conversation_step == "first_name":
-        if not skip and answer:
-            member.first_name = answer[:100]
-        subscription.conversation_step = "zip"
-        reply = copy.message("profile_zip", huddle, first_name=member.first_name or "")
-        return InboundResult(PROFILE, reply)
-    if subscription.conversation_step == "zip":
-        if not skip:
-            if not _ZIP.match(answer):
-                return InboundResult(PROFILE, copy.message("profile_zip_again", huddle))
-            member.zip = answer[:5]
-        subscription.conversation_step = None
-        return InboundResult(PROFILE, copy.message("profile_done", huddle))
-    subscription.conversation_step = None
-    return None
-
-
-def _reply_to_inbox(ctx: _Context, intent: Intent) -> InboundResult:
-    subscriptions = ctx.sms_subscriptions(ctx.huddles)
-    if subscriptions:
-        ctx.inbound.huddle_id = subscriptions[0].huddle_id
-        assert ctx.member is not None  # noqa: S101
-        ctx.member.last_replied_at = ctx.inbound.received_at
-        return InboundResult(intent.value, None)
-    if intent is Intent.MAYBE_OPT_OUT:
-        ctx.inbound.huddle_id = _primary_huddle_id(ctx)
-        return InboundResult(intent.value, None)
-    # A number that is not a member here: tell them how to join, at most once a day.
-    ctx.inbound.huddle_id = _primary_huddle_id(ctx)
-    since = ctx.inbound.received_at - HINT_INTERVAL
-    hinted = ctx.session.scalar(
-        select(InboundMessage.id)
-        .where(
-            InboundMessage.from_e164 == ctx.phone,
-            InboundMessage.intent == UNKNOWN_SENDER,
-            InboundMessage.reply_text.is_not(None),
-            InboundMessage.received_at >= since,
-            InboundMessage.id != ctx.inbound.id,
-        )
-        .limit(1)
-    )
-    if hinted is not None:
-        return InboundResult(UNKNOWN_SENDER, None)
-    huddle = _primary_huddle(ctx)
-    keyword = huddle.keywords[0].keyword if huddle is not None and huddle.keywords else None
-    program = huddle if huddle is not None and len(ctx.huddles) == 1 else None
-    return InboundResult(UNKNOWN_SENDER, copy.message("how_to_join", program, keyword=keyword))
-
-
-def _primary_huddle(ctx: _Context) -> Huddle | None:
-    """The huddle a reply speaks for: the member's latest on this sender, else the first."""
-    for subscription in ctx.sms_subscriptions(ctx.huddles):
-        return ctx.huddle(subscription.huddle_id)
-    return ctx.huddles[0] if len(ctx.huddles) >= 1 else None
-
-
-def _primary_huddle_id(ctx: _Context) -> int | None:
-    huddle = _primary_huddle(ctx)
-    return huddle.id if huddle is not None else None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from outreach import consent
 from outreach.huddles import create_huddle
@@ -310,6 +310,50 @@ def test_strangers_get_one_join_hint_a_day(phone: Phone) -> None:
     first = phone.text("hello who is this")
     assert "text a group keyword like" in first
     assert phone.text("hello??") == ""
+
+
+def test_the_join_hint_names_the_program_only_when_the_number_has_one(
+    client: FlaskClient, phone: Phone, services: Services
+) -> None:
+    # Keywords come first to last; the sender's first huddle's first keyword is the example.
+    assert phone.text("hi").startswith("Logan Huddle: To join, text a group keyword like EASTIE ")
+    with services.sessions.begin() as session:
+        create_huddle(
+            session, slug="revere", name="Revere", keywords=["REVERE"], sender=LOGAN_NUMBER
+        )
+    other = Phone(client, "+16175550112", LOGAN_NUMBER)
+    assert other.text("hi").startswith(
+        "Huddle Outreach: To join, text a group keyword like EASTIE "
+    )
+
+
+def test_the_zip_question_greets_by_the_name_given_or_on_file(
+    phone: Phone, services: Services
+) -> None:
+    with services.sessions.begin() as session:
+        session.scalars(select(Huddle)).one().profile_questions = True
+    join_and_confirm(phone)
+    assert phone.text("  Maria   Luisa ").startswith("Thanks, Maria Luisa! What's your 5-digit ZIP")
+    with services.sessions.begin() as session:
+        session.execute(update(Subscription).values(conversation_step="first_name"))
+    assert phone.text("SKIP").startswith("Thanks, Maria Luisa! What's")  # the name on file
+    with services.sessions() as session:
+        assert session.scalars(select(Member.first_name)).one() == "Maria Luisa"
+
+
+def test_a_conversation_step_we_do_not_know_ends_and_the_text_is_a_reply(
+    phone: Phone, services: Services
+) -> None:
+    join_and_confirm(phone)
+    with services.sessions.begin() as session:
+        session.execute(update(Subscription).values(conversation_step="favorite_color"))
+    assert phone.text("blue") == ""
+    with services.sessions() as session:
+        subscription = session.scalars(select(Subscription)).one()
+        assert (subscription.state, subscription.conversation_step) == (m.ACTIVE, None)
+        assert session.scalars(select(Member.last_replied_at)).one() is not None
+        row = session.scalars(select(InboundMessage).where(InboundMessage.body == "blue")).one()
+        assert (row.intent, row.reply_text) == ("other", None)
 
 
 def test_duplicate_delivery_changes_nothing_and_gets_the_same_answer(
