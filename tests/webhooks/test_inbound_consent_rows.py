@@ -74,19 +74,27 @@ def text_at(phone: Phone, when: datetime, body: str, sid: str) -> str:
         return phone.text(body, sid=sid)
 
 
-def test_stop_writes_a_ledger_row_per_subscription_it_moves_and_one_suppression(
-    client: FlaskClient, services: Services
-) -> None:
+def three_huddles(services: Services) -> None:
+    """Logan (asks the profile questions) and Eastie on one number, Boston on another."""
     with services.sessions.begin() as session:
-        create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"], sender=LOGAN_NUMBER)
+        create_huddle(
+            session, slug="logan", name="Logan", keywords=["LOGAN"], sender=LOGAN_NUMBER
+        ).profile_questions = True
         create_huddle(
             session, slug="eastie", name="Eastie", keywords=["EASTIE"], sender=LOGAN_NUMBER
         )
         create_huddle(
-            session, slug="revere", name="Revere", keywords=["REVERE"], sender=LOGAN_NUMBER
-        )
-        create_huddle(
             session, slug="boston", name="Boston", keywords=["BOSTON"], sender=BOSTON_NUMBER
+        )
+
+
+def test_stop_writes_a_ledger_row_per_subscription_it_moves_and_one_suppression(
+    client: FlaskClient, services: Services
+) -> None:
+    three_huddles(services)
+    with services.sessions.begin() as session:
+        create_huddle(
+            session, slug="revere", name="Revere", keywords=["REVERE"], sender=LOGAN_NUMBER
         )
     phone = Phone(client, MARIA, LOGAN_NUMBER)
     text_at(phone, T0, "LOGAN", "SM1")
@@ -248,20 +256,6 @@ def test_a_single_opt_in_join_activates_asks_the_first_question_and_lifts_a_stop
         ("opt_in", "SM3", rejoined),
     ]
     assert "What's your 5-digit ZIP" in text_at(phone, rejoined, "Maria", "SM4")
-
-
-def three_huddles(services: Services) -> None:
-    """Logan (asks the profile questions) and Eastie on one number, Boston on another."""
-    with services.sessions.begin() as session:
-        create_huddle(
-            session, slug="logan", name="Logan", keywords=["LOGAN"], sender=LOGAN_NUMBER
-        ).profile_questions = True
-        create_huddle(
-            session, slug="eastie", name="Eastie", keywords=["EASTIE"], sender=LOGAN_NUMBER
-        )
-        create_huddle(
-            session, slug="boston", name="Boston", keywords=["BOSTON"], sender=BOSTON_NUMBER
-        )
 
 
 def test_yes_activates_every_pending_join_on_the_sender_with_one_welcome(
