@@ -93,23 +93,6 @@ def test_yes_confirms_and_welcomes(phone: Phone, services: Services) -> None:
         assert all(s and s.startswith("SM") for s in sid)
 
 
-def test_single_opt_in_huddle_activates_on_the_keyword(
-    client: FlaskClient, services: Services
-) -> None:
-    with services.sessions.begin() as session:
-        create_huddle(
-            session,
-            slug="boston",
-            name="Boston",
-            keywords=["BOSTON"],
-            sender="+16175550199",
-            opt_in_mode="single",
-        )
-    reply = Phone(client, MARIA, "+16175550199").text("boston")
-    assert "You're in" in reply
-    assert sub_state(services, slug="boston") == m.ACTIVE
-
-
 def test_profile_conversation_never_swallows_stop_or_help(phone: Phone, services: Services) -> None:
     with services.sessions.begin() as session:
         session.scalars(select(Huddle)).one().profile_questions = True
