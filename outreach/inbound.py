@@ -237,7 +237,7 @@ class _Move:
     """A subscription's change, as ``consent.move_subscription`` makes it, for ``_Statements``.
 
     ``subscription_id`` None: a new subscription. ``action`` None: consent is unchanged and only
-    the conversation step is cleared (STOP on a subscription already opted out).
+    the conversation step moves (a profile answer; STOP on a subscription already opted out).
     """
 
     huddle_id: int
@@ -322,8 +322,6 @@ def _decide_opt_out(
     writes.suppress = [c.ALL_SENDERS] if all_senders else snapshot.scopes(to_e164)
     primary = snapshot.primary_huddle_id()
     inbound.huddle_id = primary
-    if snapshot.member_row is not None:
-        inbound.member_id = snapshot.member_row["id"]
     if sms.opt_out_type:
         # Twilio's Advanced Opt-Out already sent the confirmation; a second would be one too many.
         return InboundResult(intent.value, None), writes
@@ -373,9 +371,7 @@ def _decide_opt_in(
         result = InboundResult(Intent.OPT_IN.value, reply)
     else:
         return None
-    assert snapshot.member_row is not None  # noqa: S101 - subscriptions exist only for a member
     inbound.huddle_id = huddle_id
-    inbound.member_id = snapshot.member_row["id"]
     return result, writes
 
 
@@ -388,8 +384,6 @@ def _decide_join(
     current = next((s for s in snapshot.subscription_rows if s["huddle_id"] == huddle_id), None)
     inbound.huddle_id = huddle_id
     writes = _Writes(new_member=snapshot.member_row is None)
-    if snapshot.member_row is not None:
-        inbound.member_id = snapshot.member_row["id"]
     if current is not None and current["state"] == m.ACTIVE:
         return InboundResult(Intent.JOIN.value, copy.message("already_member", huddle)), writes
     subscription_id = current["id"] if current is not None else None
