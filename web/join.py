@@ -182,27 +182,59 @@ def _display_number(e164: str | None) -> str | None:
 
 
 @bp.get("/join/<slug>/confirm/<token>")
-def confirm(slug: str, token: str) -> ResponseReturnValue:
-    huddle = _huddle(slug)
-    if huddle is None:
-        return _not_found()
-    svc = services()
+def confirm_page(slug: str, token: str) -> ResponseReturnValue:
+    """The link in the email: a page with one button, and nothing changed yet.
+
+    Mail scanners and link previews (Safe Links, corporate proxies, chat unfurls) fetch every
+    link in a message: a link that confirmed on GET would record consent nobody gave. Only the
+    person's own press of the button (a POST to the same URL) confirms.
+    """
     try:
-        target = wj.read_confirm_token(svc.settings, token)
-    except wj.ExpiredConfirmLink:
-        return _link_problem(huddle, expired=True)
-    except wj.ConfirmLinkError:
-        return _link_problem(huddle, expired=False)
-    if target.huddle_id != huddle.id:
-        return _link_problem(huddle, expired=False)
+        huddle, _target = _confirm_link(slug, token)
+    except _BadLink as bad:
+        return bad.page
+    return _private(render_template("join/confirm.html", huddle=huddle))
+
+
+@bp.post("/join/<slug>/confirm/<token>")
+def confirm(slug: str, token: str) -> ResponseReturnValue:
+    try:
+        huddle, target = _confirm_link(slug, token)
+    except _BadLink as bad:
+        return bad.page
+    svc = services()
     result = wj.confirm(
         svc.sessions, huddle, target, wj.Visitor(request.remote_addr, request.user_agent.string)
     )
     log.info("join %s: confirm member %s: %s", huddle.slug, target.member_id, result.status)
-    response = Response(render_template("join/confirmed.html", huddle=huddle, status=result.status))
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _private(render_template("join/confirmed.html", huddle=huddle, status=result.status))
+
+
+class _BadLink(Exception):
+    def __init__(self, page: ResponseReturnValue) -> None:
+        super().__init__()
+        self.page = page
+
+
+def _confirm_link(slug: str, token: str) -> tuple[Huddle, wj.ConfirmTarget]:
+    """The huddle and member a confirmation link names; else ``_BadLink`` with the page to show."""
+    huddle = _huddle(slug)
+    if huddle is None:
+        raise _BadLink(_not_found())
+    try:
+        target = wj.read_confirm_token(services().settings, token)
+    except wj.ExpiredConfirmLink:
+        raise _BadLink(_link_problem(huddle, expired=True)) from None
+    except wj.ConfirmLinkError:
+        raise _BadLink(_link_problem(huddle, expired=False)) from None
+    if target.huddle_id != huddle.id:
+        raise _BadLink(_link_problem(huddle, expired=False))
+    return huddle, target
+
+
+def _private(page: str) -> Response:
+    """The link's token is a credential in the URL: keep it out of caches and referrers."""
+    return Response(page, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
 
 def _link_problem(huddle: Huddle, *, expired: bool) -> ResponseReturnValue:

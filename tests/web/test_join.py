@@ -208,8 +208,18 @@ def test_email_join_confirms_only_by_the_link(
     assert "1 Main St, Boston MA 02128" in email.body
 
     link = confirm_path(email)
+    # Opening the link (or a mail scanner fetching it) shows a button and changes nothing.
+    for _ in range(2):
+        opened = client.get(link)
+        assert opened.status_code == 200
+        assert "Yes, confirm my email" in visible(opened)
+        assert opened.headers["Referrer-Policy"] == "no-referrer"
+        assert opened.headers["Cache-Control"] == "no-store"
+    assert client.head(link).status_code == 200
+    assert sub_state(services, m.EMAIL, email=EMAIL) == m.PENDING
+    assert len(ledger(services, EMAIL)) == 1
     other_ua = "Mozilla/5.0 (Macintosh) MailClient/3.0"
-    page = client.get(
+    page = client.post(
         link,
         headers={"User-Agent": other_ua, "X-Forwarded-For": "203.0.113.5"},
         environ_base={"REMOTE_ADDR": "10.0.0.1"},
@@ -228,7 +238,7 @@ def test_email_join_confirms_only_by_the_link(
     assert confirmed.detail == wj.CONFIRMED_BY_LINK
     assert confirmed.created_at is not None
 
-    again = client.get(link)
+    again = client.post(link)
     assert again.status_code == 200
     assert "Already confirmed" in visible(again)
     assert len(ledger(services, EMAIL)) == 2
@@ -241,9 +251,9 @@ def test_tampered_confirm_link_is_400_and_changes_nothing(
     submit(client, fields())
     link = confirm_path(outbox(services, "email")[0])
     for bad in (link[:-3] + "xyz", link[:-20], "/join/logan/confirm/garbage"):
-        response = client.get(bad)
-        assert response.status_code == 400
-        assert "doesn't work" in visible(response)
+        for response in (client.get(bad), client.post(bad)):
+            assert response.status_code == 400
+            assert "doesn't work" in visible(response)
     assert sub_state(services, m.EMAIL, email=EMAIL) == m.PENDING
     assert len(ledger(services, EMAIL)) == 1
 
@@ -255,7 +265,9 @@ def test_confirm_link_for_another_huddle_does_nothing(
         create_huddle(session, slug="eastie", name="Eastie Huddle", keywords=["EASTIE"])
     submit(client, fields())
     link = confirm_path(outbox(services, "email")[0])
-    assert client.get(link.replace("/join/logan/", "/join/eastie/")).status_code == 400
+    elsewhere = link.replace("/join/logan/", "/join/eastie/")
+    assert client.get(elsewhere).status_code == 400
+    assert client.post(elsewhere).status_code == 400
     assert sub_state(services, m.EMAIL, email=EMAIL) == m.PENDING
 
 
@@ -266,9 +278,12 @@ def test_expired_confirm_link_is_410(
         member_id = session.scalar(select(func.coalesce(func.max(Member.id), 0))) or 0
     with time_machine.travel(datetime.now(UTC) - timedelta(days=8), tick=False):
         token = wj.make_confirm_token(services.settings, member_id + 1, logan.id, EMAIL)
-    response = client.get(f"/join/logan/confirm/{token}")
-    assert response.status_code == 410
-    assert "expired" in visible(response)
+    for response in (
+        client.get(f"/join/logan/confirm/{token}"),
+        client.post(f"/join/logan/confirm/{token}"),
+    ):
+        assert response.status_code == 410
+        assert "expired" in visible(response)
 
 
 def test_unsubscribed_after_asking_an_old_link_does_not_resubscribe(
@@ -282,7 +297,7 @@ def test_unsubscribed_after_asking_an_old_link_does_not_resubscribe(
         member = session.scalars(select(Member).where(Member.email == EMAIL)).one()
     token = u.make_token(services.settings, member.id, logan.id, m.EMAIL)
     client.post(f"/unsubscribe/{token}", data={"scope": "huddle"})
-    response = client.get(link)
+    response = client.post(link)
     assert "Nothing to confirm" in visible(response)
     assert sub_state(services, m.EMAIL, email=EMAIL) == m.OPTED_OUT
 
@@ -293,7 +308,7 @@ def test_rejoining_after_unsubscribing_from_everything(
     from outreach import unsubscribe as u
 
     submit(client, fields())
-    client.get(confirm_path(outbox(services, "email")[0]))
+    client.post(confirm_path(outbox(services, "email")[0]))
     with services.sessions() as session:
         member = session.scalars(select(Member).where(Member.email == EMAIL)).one()
     client.post(
@@ -304,7 +319,7 @@ def test_rejoining_after_unsubscribing_from_everything(
     response = submit(client, fields())
     assert "Check your email" in visible(response)
     assert sub_state(services, m.EMAIL, email=EMAIL) == m.PENDING
-    client.get(confirm_path(outbox(services, "email")[-1]))
+    client.post(confirm_path(outbox(services, "email")[-1]))
     assert sub_state(services, m.EMAIL, email=EMAIL) == m.ACTIVE
     assert not consent_suppressed(services, EMAIL)
 
@@ -330,7 +345,7 @@ def test_an_active_member_is_told_so_and_not_emailed_again(
     client: FlaskClient, services: Services, logan: Huddle
 ) -> None:
     submit(client, fields())
-    client.get(confirm_path(outbox(services, "email")[0]))
+    client.post(confirm_path(outbox(services, "email")[0]))
     response = submit(client, fields())
     assert "already on Logan Huddle's email list" in visible(response)
     assert len(outbox(services, "email")) == 1
