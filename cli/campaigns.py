@@ -96,7 +96,7 @@ def create(
 def preview(ctx: Context, campaign_id: int) -> None:
     """Show the audience size and the text a few members would get, with its segment cost."""
     svc = ctx.services
-    with svc.sessions() as session:
+    with svc.read_sessions() as session:
         try:
             found = campaigns.get_campaign(session, campaign_id)
         except CampaignError as exc:
@@ -197,7 +197,7 @@ def launch(ctx: Context, campaign_id: int) -> None:
         state = jobs.launch_campaign(campaign_id)
     except CampaignError as exc:
         raise click.ClickException(str(exc)) from None
-    with svc.sessions() as session:
+    with svc.read_sessions() as session:
         report = campaigns.status(session, campaign_id)
     if state == k.SCHEDULED:
         click.echo(f"campaign {campaign_id} scheduled")
@@ -265,7 +265,7 @@ def show_status(ctx: Context, campaign_id: int, as_json: bool, watch: bool) -> N
     svc = ctx.services
 
     def load() -> campaigns.CampaignStatus:
-        with svc.sessions() as session:
+        with svc.read_sessions() as session:
             try:
                 return campaigns.status(session, campaign_id)
             except CampaignError as exc:

@@ -134,7 +134,7 @@ def huddle_create(
 @pass_ctx
 def huddle_list(ctx: Context) -> None:
     """List huddles."""
-    with ctx.services.sessions() as session:
+    with ctx.services.read_sessions() as session:
         huddles = list_huddles(session)
         if not huddles:
             click.echo("no huddles yet")
@@ -210,7 +210,7 @@ def members_import(ctx: Context, path: Path, huddle_slug: str, consent_text: str
 @pass_ctx
 def members_export(ctx: Context, huddle_slug: str, output: TextIO) -> None:
     """Export a huddle's members as CSV (to stdout by default)."""
-    with ctx.services.sessions() as session:
+    with ctx.services.read_sessions() as session:
         try:
             target = get_huddle(session, huddle_slug)
         except HuddleError as exc:
@@ -231,7 +231,7 @@ def consent_history(ctx: Context, address: str) -> None:
     """Print every consent change for a phone number or email address, oldest first."""
     from sqlalchemy import select  # noqa: PLC0415
 
-    with ctx.services.sessions() as session:
+    with ctx.services.read_sessions() as session:
         if "@" in address:
             member = session.scalars(select(Member).where(Member.email == address.lower())).first()
         else:

@@ -20,7 +20,7 @@ def segment() -> None:
 
 
 def _huddle_id(ctx: Context, slug: str) -> int:
-    with ctx.services.sessions() as session:
+    with ctx.services.read_sessions() as session:
         try:
             return get_huddle(session, slug).id
         except HuddleError as exc:
@@ -36,7 +36,7 @@ def _huddle_id(ctx: Context, slug: str) -> int:
 def count(ctx: Context, huddle_slug: str, channel: str, sample_size: int, filter_text: str) -> None:
     """How many active subscribers match FILTER, and a few of them."""
     huddle_id = _huddle_id(ctx, huddle_slug)
-    with ctx.services.sessions() as session:
+    with ctx.services.read_sessions() as session:
         now = utcnow()
         try:
             started = time.perf_counter()
@@ -83,7 +83,7 @@ def save(ctx: Context, huddle_slug: str, name: str, filter_text: str) -> None:
 def list_saved(ctx: Context, huddle_slug: str) -> None:
     """The huddle's saved segments."""
     huddle_id = _huddle_id(ctx, huddle_slug)
-    with ctx.services.sessions() as session:
+    with ctx.services.read_sessions() as session:
         rows = session.scalars(
             select(Segment).where(Segment.huddle_id == huddle_id).order_by(Segment.name)
         ).all()

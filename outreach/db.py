@@ -49,8 +49,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "outreach_read_only"  # execution option of read_sessions' engine: see _sqlite_begin
+
+
 def _sqlite_begin(connection: Connection) -> None:
     """BEGIN IMMEDIATE: take the write lock now, waiting for it up to BUSY_TIMEOUT_MS.
+
+    A read-only transaction (``make_read_session_factory``) begins DEFERRED instead, with
+    ``query_only`` on: a WAL snapshot that takes no lock, so an export or a segment count over a
+    million members never holds up a webhook, and cannot write by mistake.
 
     Straight to the driver: this runs for every transaction, and SQLAlchemy's statement machinery
     costs several times the BEGIN itself. Errors are wrapped as exec_driver_sql would wrap them
@@ -58,7 +65,15 @@ def _sqlite_begin(connection: Connection) -> None:
     """
     driver: Any = connection.connection.driver_connection
     dbapi = connection.dialect.loaded_dbapi
+    info = connection.connection.info
+    read_only = bool(connection.get_execution_options().get(READ_ONLY))
     try:
+        if info.get(READ_ONLY, False) != read_only:  # the pooled connection's last use differed
+            driver.execute(f"PRAGMA query_only={int(read_only)}")
+            info[READ_ONLY] = read_only
+        if read_only:
+            driver.execute("BEGIN DEFERRED")
+            return
         _begin_immediate(driver, dbapi)
     except dbapi.Error as error:
         raise exc.DBAPIError.instance(
@@ -99,6 +114,11 @@ def _begin_immediate(driver: Any, dbapi: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reads only (exports, counts, pages): on SQLite they take no write lock."""
+    return sessionmaker(bind=engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

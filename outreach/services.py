@@ -8,7 +8,12 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.db import HeldConnections, make_engine, make_session_factory
+from outreach.db import (
+    HeldConnections,
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+)
 from outreach.settings import Settings
 
 
@@ -24,9 +29,12 @@ class Services:
     redis: redis.Redis
     # the inbound webhook's connections, one per thread (see HeldConnections)
     held: HeldConnections = field(init=False)
+    # for reads only: on SQLite they take no write lock (see make_read_session_factory)
+    read_sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
         self.held = HeldConnections(self.engine)
+        self.read_sessions = make_read_session_factory(self.engine)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

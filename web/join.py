@@ -52,7 +52,7 @@ def _csrf_valid() -> bool:
 
 
 def _huddle(slug: str) -> Huddle | None:
-    with services().sessions() as db:
+    with services().read_sessions() as db:
         try:
             return get_huddle(db, slug)
         except HuddleError:

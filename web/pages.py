@@ -21,7 +21,7 @@ def home() -> ResponseReturnValue:
     svc = services()
     if svc.settings.is_production:
         return render_template("dashboard/home.html", huddles=None, signed_out=True)
-    with svc.sessions() as session:
+    with svc.read_sessions() as session:
         rows = session.execute(
             select(Huddle.slug, Huddle.name, func.count(Subscription.id))
             .join(Subscription, Subscription.huddle_id == Huddle.id, isouter=True)

@@ -89,3 +89,40 @@ def test_held_connections_of_ended_threads_go_back_to_the_pool(tmp_path: Path) -
     held.close()
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     engine.dispose()
+
+
+def test_a_read_only_session_holds_no_lock_and_cannot_write(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export or a segment count over a million members must not hold up the webhooks."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
+    reads = db.make_read_session_factory(engine)
+    with reads() as session:
+        assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+        # The read's transaction is open; a write elsewhere takes the lock at once and commits.
+        started = time.monotonic()
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+        assert time.monotonic() - started < 0.15
+        # The read keeps its snapshot until it ends...
+        assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+        with pytest.raises(exc.OperationalError, match="readonly"):
+            session.execute(text("INSERT INTO t VALUES (2)"))
+    # ...and the next one sees the write.
+    with reads() as session:
+        assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+
+
+def test_a_connection_read_only_once_writes_again_from_the_pool(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_size=1, max_overflow=0)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    reads, writes = db.make_read_session_factory(engine), db.make_session_factory(engine)
+    for _ in range(2):  # the pool's one connection, back and forth
+        with reads() as session:
+            assert session.execute(text("SELECT count(*) FROM t")).scalar() is not None
+        with writes.begin() as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
+    engine.dispose()
