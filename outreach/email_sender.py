@@ -30,14 +30,14 @@ from outreach.models import campaigns as k
 from outreach.models import members as m
 from outreach.sender import (
     BatchOutcome,
+    ClaimedDelivery,
     SendContext,
-    _blocked,
-    _defer,
-    _Item,
-    _quiet_hours,
-    _record,
-    _release,
+    blocked_deliveries,
+    check_quiet_hours,
     claimed_groups,
+    defer_deliveries,
+    record_outcomes,
+    release_deliveries,
 )
 from outreach.settings import Settings
 from outreach.transports.base import (
@@ -68,7 +68,7 @@ class EmailContext:
 class _Letter:
     """One request: the recipients it covers and what to send them."""
 
-    items: list[_Item]
+    items: list[ClaimedDelivery]
     email: OutboundEmail
 
 
@@ -84,15 +84,15 @@ def send_email_batch(
     group_size = MAX_RECIPIENTS if prepared.batchable else base.concurrency * 4
     for items, now in claimed_groups(base, campaign_id, first_id, last_id, group_size, outcome):
         with base.sessions() as session:
-            blocked = _blocked(session, huddle, m.EMAIL, items)
+            blocked = blocked_deliveries(session, huddle, m.EMAIL, items)
             ready, deferred = _timely(session, campaign, huddle, items, blocked, now)
             letters, skips = _letters(session, ctx, campaign, huddle, prepared, ready)
-        _record(base, [(d, k.SKIPPED, r) for d, r in blocked.items()] + skips, outcome)
-        _defer(base, deferred, outcome)
+        record_outcomes(base, [(d, k.SKIPPED, r) for d, r in blocked.items()] + skips, outcome)
+        defer_deliveries(base, deferred, outcome)
         results = _send(ctx, letters)
         transient = _store(base, letters, results, outcome)
         if transient:
-            _release(base, transient, cancelled=False, outcome=outcome)
+            release_deliveries(base, transient, cancelled=False, outcome=outcome)
             outcome.retry_after = 30.0
             break
     return outcome
@@ -102,10 +102,10 @@ def _timely(
     session: Session,
     campaign: Campaign,
     huddle: Huddle,
-    items: list[_Item],
+    items: list[ClaimedDelivery],
     blocked: dict[int, str],
     now: datetime,
-) -> tuple[list[_Item], list[tuple[int, datetime]]]:
+) -> tuple[list[ClaimedDelivery], list[tuple[int, datetime]]]:
     """Items not blocked; those outside quiet hours (only when the campaign asks) deferred."""
     ready = [i for i in items if i.delivery_id not in blocked]
     if not campaign.respect_quiet_hours:
@@ -121,7 +121,7 @@ def _timely(
         member = members.get(item.member_id)
         if member is None:
             continue
-        verdict = _quiet_hours(member, member.phone or "", huddle.timezone, None, now)
+        verdict = check_quiet_hours(member, member.phone or "", huddle.timezone, None, now)
         if isinstance(verdict, tuple) and verdict[0] is not None:
             deferred.append((item.delivery_id, verdict[0]))
         else:
@@ -135,7 +135,7 @@ def _letters(
     campaign: Campaign,
     huddle: Huddle,
     prepared: email_render.PreparedEmail,
-    items: list[_Item],
+    items: list[ClaimedDelivery],
 ) -> tuple[list[_Letter], list[tuple[int, str, str]]]:
     if not items:
         return [], []
@@ -205,7 +205,7 @@ def _letters(
 
 
 def _recipient(
-    settings: Settings, links: _LinkSigner, campaign: Campaign, item: _Item, domain: str
+    settings: Settings, links: _LinkSigner, campaign: Campaign, item: ClaimedDelivery, domain: str
 ) -> EmailRecipient:
     token = links.token(item.member_id)
     url = unsubscribe.unsubscribe_url(settings, token)
@@ -376,9 +376,9 @@ def _store(
     letters: list[_Letter],
     results: list[EmailSendResult | SendError],
     outcome: BatchOutcome,
-) -> list[_Item]:
+) -> list[ClaimedDelivery]:
     now = base.now()
-    transient: list[_Item] = []
+    transient: list[ClaimedDelivery] = []
     with base.sessions() as session, session.begin():
         for letter, result in zip(letters, results, strict=True):
             ids = [i.delivery_id for i in letter.items]

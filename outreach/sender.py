@@ -119,7 +119,11 @@ class BatchOutcome:
 
 
 @dataclass
-class _Item:
+class ClaimedDelivery:
+    """A delivery this worker claimed, with what sending it needs (SMS here, email in
+    ``outreach.email_sender``, which shares these steps: checks, recording, deferring, releasing).
+    """
+
     delivery_id: int
     member_id: int
     address: str
@@ -146,8 +150,8 @@ def send_batch(ctx: SendContext, campaign_id: int, first_id: int, last_id: int) 
     for items, now in claimed_groups(ctx, campaign_id, first_id, last_id, group_size, outcome):
         with ctx.sessions() as session:
             plan = _Plan.build(session, campaign, huddle, template, items, now)
-        _record(ctx, plan.skips, outcome)
-        _defer(ctx, plan.deferred, outcome)
+        record_outcomes(ctx, plan.skips, outcome)
+        defer_deliveries(ctx, plan.deferred, outcome)
         if plan.ready and not _send_group_paced(ctx, campaign_id, huddle, plan, rate, outcome):
             break
     return outcome
@@ -160,7 +164,7 @@ def claimed_groups(
     last_id: int,
     group_size: int,
     outcome: BatchOutcome,
-) -> Iterator[tuple[list[_Item], datetime]]:
+) -> Iterator[tuple[list[ClaimedDelivery], datetime]]:
     """Claim the batch's queued deliveries a group at a time, for the SMS and email senders.
 
     Before each claim the campaign must still be sending and the worker not stopping: a pause,
@@ -186,7 +190,7 @@ def claimed_groups(
 
 def _claim(
     ctx: SendContext, campaign_id: int, first_id: int, last_id: int, size: int, now: datetime
-) -> list[_Item]:
+) -> list[ClaimedDelivery]:
     """Atomically take up to ``size`` queued, due rows of the range; no two workers get one.
 
     Two statements, not UPDATE … WHERE id IN (SELECT … LIMIT): PostgreSQL may rescan such a
@@ -215,7 +219,7 @@ def _claim(
             .values(state=k.CLAIMED, claimed_at=now, attempts=Delivery.attempts + 1)
             .returning(Delivery.id, Delivery.member_id, Delivery.address)
         ).all()
-    return [_Item(d, mid, addr) for d, mid, addr in sorted(claimed)]
+    return [ClaimedDelivery(d, mid, addr) for d, mid, addr in sorted(claimed)]
 
 
 # Built once (with expanding IN parameters), not per group: constructing and cache-keying a
@@ -234,7 +238,7 @@ class _Plan:
     sender_from: str | None
     messaging_service_sid: str | None
     sender_key: str
-    ready: list[_Item]
+    ready: list[ClaimedDelivery]
     skips: list[tuple[int, str, str]]  # (delivery id, state, reason/code)
     deferred: list[tuple[int, datetime]]
 
@@ -245,7 +249,7 @@ class _Plan:
         campaign: Campaign,
         huddle: Huddle,
         template: templating.CompiledTemplate,
-        items: list[_Item],
+        items: list[ClaimedDelivery],
         now: datetime,
     ) -> _Plan:
         plan = cls(
@@ -258,7 +262,7 @@ class _Plan:
         )
         member_ids = [i.member_id for i in items]
         members = {mem.id: mem for mem in session.scalars(_MEMBERS, {"member_ids": member_ids})}
-        blocked = _blocked(session, huddle, campaign.channel, items)
+        blocked = blocked_deliveries(session, huddle, campaign.channel, items)
         fields: dict[int, dict[str, str]] = {}
         for member_id, name, value in session.execute(
             _FIELDS, {"huddle_id": huddle.id, "member_ids": member_ids}
@@ -275,7 +279,7 @@ class _Plan:
                 )
                 continue
             if campaign.respect_quiet_hours:
-                verdict = _quiet_hours(
+                verdict = check_quiet_hours(
                     member, item.address, huddle.timezone, campaign_window, now, verdicts
                 )
                 if isinstance(verdict, str):
@@ -320,7 +324,7 @@ def _hhmm(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-_Verdict = str | tuple[datetime | None, datetime]  # see _quiet_hours
+_Verdict = str | tuple[datetime | None, datetime]  # see check_quiet_hours
 
 
 @lru_cache(maxsize=4096)
@@ -344,7 +348,7 @@ def _zones_and_window(
     return zones, window
 
 
-def _quiet_hours(
+def check_quiet_hours(
     member: Member,
     address: str,
     fallback_zone: str,
@@ -412,8 +416,8 @@ _SUPPRESSED = select(_suppressions.c.address).where(
 )
 
 
-def _blocked(
-    session: Session, huddle: Huddle, channel: str, items: Sequence[_Item]
+def blocked_deliveries(
+    session: Session, huddle: Huddle, channel: str, items: Sequence[ClaimedDelivery]
 ) -> dict[int, str]:
     """Deliveries that must not go out now: subscription not active, or address suppressed."""
     by_member = {i.member_id: i.delivery_id for i in items}
@@ -465,7 +469,10 @@ def _recently_told_how_to_stop(
     )
 
 
-def _record(ctx: SendContext, rows: Iterable[tuple[int, str, str]], outcome: BatchOutcome) -> None:
+def record_outcomes(
+    ctx: SendContext, rows: Iterable[tuple[int, str, str]], outcome: BatchOutcome
+) -> None:
+    """Settle claimed deliveries that were not sent: (id, skipped / failed / unknown, why)."""
     rows = list(rows)
     if not rows:
         return
@@ -489,7 +496,10 @@ def _record(ctx: SendContext, rows: Iterable[tuple[int, str, str]], outcome: Bat
             )
 
 
-def _defer(ctx: SendContext, deferred: list[tuple[int, datetime]], outcome: BatchOutcome) -> None:
+def defer_deliveries(
+    ctx: SendContext, deferred: list[tuple[int, datetime]], outcome: BatchOutcome
+) -> None:
+    """Hand claimed deliveries back until their recipient's window opens (quiet hours)."""
     if not deferred:
         return
     with ctx.sessions() as session, session.begin():
@@ -522,26 +532,28 @@ def _send_group_paced(
         state = _campaign_state(ctx, campaign_id)
         if state == k.SENDING:  # not paused or cancelled: the worker is stopping
             state = SHUTDOWN
-        _release(ctx, group, cancelled=state == k.CANCELLED, outcome=outcome)
+        release_deliveries(ctx, group, cancelled=state == k.CANCELLED, outcome=outcome)
         outcome.stopped = state
         return False
     with ctx.sessions() as session:
-        blocked = _blocked(session, huddle, m.SMS, group)
+        blocked = blocked_deliveries(session, huddle, m.SMS, group)
     if blocked:
-        _record(ctx, ((d, k.SKIPPED, r) for d, r in blocked.items()), outcome)
+        record_outcomes(ctx, ((d, k.SKIPPED, r) for d, r in blocked.items()), outcome)
         group = [i for i in group if i.delivery_id not in blocked]
     results = _send_group(ctx, plan, group)
     transient = _store_results(ctx, huddle, group, results, outcome)
     if transient:
-        _release(ctx, transient, cancelled=False, outcome=outcome)
+        release_deliveries(ctx, transient, cancelled=False, outcome=outcome)
         if outcome.stopped is None:
             outcome.retry_after = 30.0
         return False
     return True
 
 
-def _send_group(ctx: SendContext, plan: _Plan, group: list[_Item]) -> list[SendResult | SendError]:
-    def send_one(item: _Item) -> SendResult | SendError:
+def _send_group(
+    ctx: SendContext, plan: _Plan, group: list[ClaimedDelivery]
+) -> list[SendResult | SendError]:
+    def send_one(item: ClaimedDelivery) -> SendResult | SendError:
         message = OutboundSms(
             to=item.address,
             body=item.body,
@@ -584,13 +596,13 @@ _MARK_SENT = (
 def _store_results(
     ctx: SendContext,
     huddle: Huddle,
-    group: list[_Item],
+    group: list[ClaimedDelivery],
     results: list[SendResult | SendError],
     outcome: BatchOutcome,
-) -> list[_Item]:
+) -> list[ClaimedDelivery]:
     """Write what the provider said; return the items to try again later (transient errors)."""
     now = ctx.now()
-    transient: list[_Item] = []
+    transient: list[ClaimedDelivery] = []
     sent_ids: list[str] = []
     account_error: AccountError | None = None
     sent_rows: list[dict[str, object]] = []
@@ -653,7 +665,7 @@ def _store_results(
     return transient
 
 
-def group_campaign_id(group: list[_Item], session: Session) -> int:
+def group_campaign_id(group: list[ClaimedDelivery], session: Session) -> int:
     campaign_id = session.scalar(
         select(Delivery.campaign_id).where(Delivery.id == group[0].delivery_id)
     )
@@ -662,7 +674,7 @@ def group_campaign_id(group: list[_Item], session: Session) -> int:
 
 
 def _failure(
-    session: Session, huddle: Huddle, item: _Item, error: SendError
+    session: Session, huddle: Huddle, item: ClaimedDelivery, error: SendError
 ) -> tuple[str, str | None]:
     member = session.get(Member, item.member_id)
     if isinstance(error, RecipientOptedOut):
@@ -700,8 +712,8 @@ def _failure(
     return k.FAILED, None
 
 
-def _release(
-    ctx: SendContext, items: list[_Item], *, cancelled: bool, outcome: BatchOutcome
+def release_deliveries(
+    ctx: SendContext, items: list[ClaimedDelivery], *, cancelled: bool, outcome: BatchOutcome
 ) -> None:
     """Hand claimed-but-unsent rows back (pause, transient errors) or skip them (cancel)."""
     if not items:
