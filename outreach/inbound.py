@@ -29,9 +29,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, Column, Connection, Dialect, inspect, select
+from sqlalchemy import Boolean, Column, Connection, Dialect, inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from outreach import copy
 from outreach.classify import Classification, Intent, classify
@@ -131,7 +130,6 @@ class InboundResult:
 
 
 def handle_inbound(
-    factory: sessionmaker[Session],
     connections: HeldConnections,
     sms: InboundSms,
     *,
@@ -139,8 +137,11 @@ def handle_inbound(
 ) -> InboundResult:
     """Apply an inbound text and return the reply to send (None: say nothing).
 
-    The transaction runs on this thread's held connection; ``factory``'s sessions read the
-    answer a concurrent delivery of the same MessageSid committed.
+    The transaction runs on this thread's held connection. On PostgreSQL two texts about the same
+    number run side by side: when both insert the same new member or subscription, the one that
+    commits second fails on the unique index and is decided again from what the first committed
+    (a 500 would lose the text: Twilio does not retry it). A repeated MessageSid never fails this
+    way: its claim waits for the first delivery, then answers as it did.
     """
     sms = replace(
         sms,
@@ -153,16 +154,19 @@ def handle_inbound(
     sender = _Sender(sms.from_raw, default_region)
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
     early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
-    try:
-        with connections.begin() as connection:
-            return _apply(connection, sms, sender, to_e164, early)
-    except IntegrityError:
-        # Another write raced us in another process and won: answer as the MessageSid was.
-        with factory() as session:
-            existing = session.scalars(
-                select(InboundMessage).where(InboundMessage.message_sid == sms.message_sid)
-            ).one()
-            return InboundResult(existing.intent, existing.reply_text, duplicate=True)
+    attempt = 1
+    while True:
+        try:
+            with connections.begin() as connection:
+                return _apply(connection, sms, sender, to_e164, early)
+        except IntegrityError:
+            if attempt == _ATTEMPTS:
+                raise
+            attempt += 1
+            log.info("inbound %s met a concurrent text's new row: deciding again", sms.message_sid)
+
+
+_ATTEMPTS = 3  # a text that met a concurrent one's new member or subscription: tries in all
 
 
 def storable(text: str, limit: int) -> str:

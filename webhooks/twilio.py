@@ -105,7 +105,6 @@ class TwilioWebhooks:
         if not message_sid:
             raise HttpError(HTTPStatus.BAD_REQUEST, "MessageSid is required")
         result = handle_inbound(
-            self.services.sessions,
             self.services.held,
             InboundSms(
                 message_sid=message_sid[:64],
