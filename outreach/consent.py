@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from outreach.clock import utcnow
@@ -174,29 +175,41 @@ def suppress(
     scope: str = c.ALL_SENDERS,
     detail: str | None = None,
 ) -> Suppression:
-    """Add (or re-arm) a suppression. Callers write the matching ledger row."""
-    row = session.scalars(
-        select(Suppression).where(
-            Suppression.channel == channel,
-            Suppression.address == address,
-            Suppression.scope == scope,
-        )
-    ).one_or_none()
-    if row is None:
-        row = Suppression(
+    """Add (or re-arm) a suppression. Callers write the matching ledger row.
+
+    The row is inserted ``ON CONFLICT DO NOTHING``: on PostgreSQL another transaction may be
+    adding the same one (two texts to a number failing at once, a bounce posted twice). The
+    insert then waits for it and keeps its row, which is re-armed here like any other.
+    """
+    now = utcnow()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    inserted = session.execute(
+        insert(Suppression)
+        .values(
             channel=channel,
             address=address,
             scope=scope,
             reason=reason,
             detail=detail,
-            created_at=utcnow(),
+            created_at=now,
         )
-        session.add(row)
-    elif row.lifted_at is not None or row.reason != reason:
+        .on_conflict_do_nothing(index_elements=["channel", "address", "scope"])
+        .returning(Suppression.id)
+    ).scalar_one_or_none()
+    row = session.scalars(
+        select(Suppression)
+        .where(
+            Suppression.channel == channel,
+            Suppression.address == address,
+            Suppression.scope == scope,
+        )
+        .execution_options(populate_existing=True)
+    ).one()
+    if inserted is None and (row.lifted_at is not None or row.reason != reason):
         row.lifted_at = None
         row.reason = reason
         row.detail = detail
-        row.created_at = utcnow()
+        row.created_at = now
     session.flush()
     return row
 

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
 from outreach import consent
 from outreach.huddles import create_huddle
-from outreach.models import Campaign, ConsentEvent, Delivery, Member, StatusEvent, Subscription
+from outreach.models import (
+    Campaign,
+    ConsentEvent,
+    Delivery,
+    Member,
+    StatusEvent,
+    Subscription,
+    Suppression,
+)
 from outreach.models import members as m
 from outreach.receipts import (
     ErrorAction,
@@ -21,6 +31,7 @@ from outreach.receipts import (
     replay_early_events,
 )
 from outreach.services import Services
+from tests.webhooks.concurrency import held
 from tests.webhooks.twilio_helpers import signed_post
 from workers import context, jobs
 
@@ -280,3 +291,55 @@ def test_a_callback_racing_the_sender_writing_its_id_is_not_lost(
     assert delivery_state(services, delivery_id) == ("delivered", None)
     (applied,) = outcome
     assert applied.applied
+
+
+@pytest.mark.parametrize(("code", "reason"), [("30006", "twilio-30006"), ("21610", "stop")])
+def test_two_failures_for_one_number_at_once_are_both_applied(
+    app: Flask, services: Services, delivery_id: int, code: str, reason: str
+) -> None:
+    """Two campaigns' texts to a number fail at once: both callbacks add the same suppression.
+
+    On PostgreSQL they run side by side and meet on its unique key; neither may fail (Twilio
+    does not send a status callback again after a 500).
+    """
+    other_sid = "SM" + "f" * 32
+    with services.sessions.begin() as session:
+        first = session.get_one(Delivery, delivery_id)
+        campaign = Campaign(
+            huddle_id=session.get_one(Campaign, first.campaign_id).huddle_id,
+            name="Phone bank",
+            channel="sms",
+            body="Phone bank!",
+            state="sending",
+        )
+        session.add(campaign)
+        session.flush()
+        session.add(
+            Delivery(
+                campaign_id=campaign.id,
+                member_id=first.member_id,
+                channel="sms",
+                address=NUMBER,
+                state="sent",
+                provider_message_id=other_sid,
+            )
+        )
+    clients = [app.test_client(), app.test_client()]
+    with ThreadPoolExecutor(2) as pool, held(services, 2, "suppressions") as wait:
+        futures = [
+            pool.submit(callback, client, "failed", code, sid)
+            for client, sid in zip(clients, [SID, other_sid], strict=True)
+        ]
+        wait()
+    assert [future.result(timeout=30) for future in futures] == [204, 204]
+    with services.sessions() as session:
+        assert set(session.scalars(select(Delivery.state))) == {"failed"}
+        suppression = session.scalars(select(Suppression)).one()
+        assert (suppression.address, suppression.reason, suppression.lifted_at) == (
+            NUMBER,
+            reason,
+            None,
+        )
+        assert session.scalar(select(func.count(StatusEvent.id))) == 2
+        if code == "21610":
+            assert session.scalars(select(Subscription.state)).one() == m.OPTED_OUT
