@@ -17,6 +17,10 @@ row complete (a new number's join completes it once the member exists), and send
 as plain SQL. A text that changes consent (STOP, a join keyword, YES, START) writes the rows
 ``outreach.consent`` writes everywhere else: there is no ORM on this path, whose flushes cost a
 STOP 5.5 ms in-process (now 1.2).
+
+On PostgreSQL texts run side by side: each locks its member's row before reading
+(``_Statements._member_rows``), and one that collides with another's new member or subscription
+is decided again (:func:`handle_inbound`).
 """
 
 from __future__ import annotations
@@ -654,7 +658,7 @@ class _Statements:
         """The sender's E.164 and their member rows (with SMS subscriptions; none: not a member)."""
         on_file = sender.on_file_candidate()
         if on_file is not None:
-            (rows,) = self._run((self.p.member, (m.SMS, on_file)))
+            rows = self._member_rows(on_file)
             if rows:
                 return on_file, rows
         from_e164 = sender.normalized()
@@ -662,8 +666,25 @@ class _Statements:
             return None, []
         if from_e164 == on_file:
             return from_e164, []  # already looked up: not a member
-        (rows,) = self._run((self.p.member, (m.SMS, from_e164)))
-        return from_e164, rows
+        return from_e164, self._member_rows(from_e164)
+
+    def _member_rows(self, phone: str) -> list[tuple[Any, ...]]:
+        """The member with this number, a row per SMS subscription; none: not a member.
+
+        On PostgreSQL the member's row is locked first, so that texts about one member are
+        applied one at a time, each reading what the one before committed. Without it, a text
+        that read the subscriptions just before a STOP committed would write back the state it
+        read (a profile answer moving its conversation step: ``active`` again, and no ledger
+        row). A member inserted by a text still in flight is not there yet: the insert that
+        collides with it is decided again (:func:`handle_inbound`).
+        """
+        p = self.p
+        if p.lock_member is not None:
+            (locked,) = self._run((p.lock_member, (phone,)))
+            if not locked:
+                return []
+        (rows,) = self._run((p.member, (m.SMS, phone)))
+        return rows
 
     def _first_read(
         self,
@@ -843,6 +864,7 @@ class _Prepared:
     huddles: str
     huddles_or_service: str
     member: str
+    lock_member: str | None  # PostgreSQL; SQLite's BEGIN IMMEDIATE serializes every text
     insert_member: str
     member_replied: str
     member_first_name: str
@@ -894,6 +916,11 @@ class _Prepared:
             " LEFT OUTER JOIN subscriptions s ON s.member_id = mb.id AND s.channel = ?"
             " WHERE mb.phone = ? ORDER BY s.updated_at DESC"
         )
+        lock_member = (
+            sql("SELECT id FROM members WHERE phone = ? FOR UPDATE")
+            if dialect.name == "postgresql"
+            else None
+        )
         insert_member = sql("INSERT INTO members (phone, created_at) VALUES (?, ?) RETURNING id")
         hinted = sql(
             """SELECT id FROM inbound_messages WHERE from_e164 = ? AND intent = ?
@@ -905,6 +932,7 @@ class _Prepared:
             huddles=by_number,
             huddles_or_service=by_number_or_service,
             member=member,
+            lock_member=lock_member,
             insert_member=insert_member,
             member_replied=sql("UPDATE members SET last_replied_at = ? WHERE id = ?"),
             member_first_name=sql("UPDATE members SET first_name = ? WHERE id = ?"),
@@ -947,6 +975,7 @@ class _Prepared:
             dialect=dialect,
             returns_rows=frozenset(
                 [claim, answered, by_number, by_number_or_service, member, insert_member, hinted]
+                + ([lock_member] if lock_member else [])
             ),
         )
 

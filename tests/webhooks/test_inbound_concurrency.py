@@ -19,7 +19,7 @@ from flask import Flask
 from sqlalchemy import func, select, text
 from werkzeug.test import TestResponse
 
-from outreach.models import ConsentEvent, InboundMessage, Member, Subscription
+from outreach.models import ConsentEvent, Huddle, InboundMessage, Member, Subscription
 from outreach.services import Services
 from tests.webhooks.concurrency import held
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
@@ -34,9 +34,9 @@ def at_once(
 ) -> list[str]:
     """Send the texts together, each from a thread of its own; their replies, in order."""
     phones = [Phone(app.test_client(), MARIA, LOGAN_NUMBER) for _ in sends]
-    with ThreadPoolExecutor(len(sends)) as pool, held(services, len(sends), table) as wait:
+    with ThreadPoolExecutor(len(sends)) as pool, held(services, table) as hold:
         futures = [pool.submit(send, p) for send, p in zip(sends, phones, strict=True)]
-        wait()
+        hold.wait(len(sends))
     responses = [future.result(timeout=30) for future in futures]
     for response in responses:
         assert response.status_code == 200, response.get_data(as_text=True)
@@ -160,8 +160,34 @@ def test_a_text_held_back_is_not_answered_before_it_is_stored(
         return response
 
     phone = Phone(app.test_client(), MARIA, LOGAN_NUMBER)
-    with ThreadPoolExecutor(1) as pool, held(services, 1) as wait:
+    with ThreadPoolExecutor(1) as pool, held(services) as hold:
         future = pool.submit(send, phone)
-        wait()
+        hold.wait(1)
         assert not finished.is_set()
     assert future.result(timeout=30).status_code == 200
+
+
+def test_a_profile_answer_read_before_a_stop_does_not_undo_it(
+    app: Flask, services: Services, logan: None
+) -> None:
+    """The member answers the name question and texts STOP a moment later. The answer has read
+    the subscription active and waits to write the name when the STOP comes in. Whatever order
+    they then finish in, the answer must not write the state it read over the STOP's: the
+    ledger's last word is the opt-out, and so is the subscription's.
+    """
+    with services.sessions.begin() as session:
+        session.scalars(select(Huddle)).one().profile_questions = True
+    answering = Phone(app.test_client(), MARIA, LOGAN_NUMBER)
+    stopping = Phone(app.test_client(), MARIA, LOGAN_NUMBER)
+    answering.text("JOIN LOGAN")
+    assert "first name" in answering.text("YES")
+    with ThreadPoolExecutor(2) as pool, held(services, "members") as hold:
+        answer = pool.submit(answering.send, "Maria")
+        hold.wait(1)  # read, and waiting to write members.first_name
+        stop = pool.submit(stopping.send, "STOP")
+        hold.wait(2, or_until=stop.done)  # STOP writes no member column: it may finish here
+    assert answer.result(timeout=30).status_code == stop.result(timeout=30).status_code == 200
+    with services.sessions() as session:
+        subscription = session.scalars(select(Subscription)).one()
+        assert subscription.state == "opted_out"
+    assert consent_actions(services)[-1] == "opt_out"

@@ -325,12 +325,12 @@ def test_two_failures_for_one_number_at_once_are_both_applied(
             )
         )
     clients = [app.test_client(), app.test_client()]
-    with ThreadPoolExecutor(2) as pool, held(services, 2, "suppressions") as wait:
+    with ThreadPoolExecutor(2) as pool, held(services, "suppressions") as hold:
         futures = [
             pool.submit(callback, client, "failed", code, sid)
             for client, sid in zip(clients, [SID, other_sid], strict=True)
         ]
-        wait()
+        hold.wait(2)
     assert [future.result(timeout=30) for future in futures] == [204, 204]
     with services.sessions() as session:
         assert set(session.scalars(select(Delivery.state))) == {"failed"}
