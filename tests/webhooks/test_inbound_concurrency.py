@@ -16,10 +16,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from outreach.models import ConsentEvent, Huddle, InboundMessage, Member, Subscription
+from outreach.models import (
+    ConsentEvent,
+    Huddle,
+    InboundMessage,
+    Member,
+    Subscription,
+    Suppression,
+)
 from outreach.services import Services
 from tests.webhooks.concurrency import held
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
@@ -58,6 +65,17 @@ def consent_actions(services: Services) -> list[str]:
         return list(session.scalars(select(ConsentEvent.action).order_by(ConsentEvent.id)))
 
 
+def assert_joined_once(services: Services, replies: list[str]) -> None:
+    """Both joins ("JOIN LOGAN", "EASTIE") answered and stored; one pending subscription."""
+    assert all("Reply YES to confirm" in reply for reply in replies)
+    with services.sessions() as session:
+        member_id = session.scalars(select(Member.id).where(Member.phone == MARIA)).one()
+        subscription = session.scalars(select(Subscription)).one()
+        assert (subscription.member_id, subscription.state) == (member_id, "pending")
+    assert stored(services) == [("EASTIE", "join", member_id), ("JOIN LOGAN", "join", member_id)]
+    assert consent_actions(services) == ["opt_in_requested"]
+
+
 def test_two_joins_from_a_new_number_at_once_make_one_member(
     app: Flask, services: Services, logan: None
 ) -> None:
@@ -67,13 +85,7 @@ def test_two_joins_from_a_new_number_at_once_make_one_member(
         lambda p: p.send("JOIN LOGAN"),
         lambda p: p.send("EASTIE"),  # the same huddle's other keyword
     )
-    assert all("Reply YES to confirm" in reply for reply in replies)
-    with services.sessions() as session:
-        member_id = session.scalars(select(Member.id).where(Member.phone == MARIA)).one()
-        subscription = session.scalars(select(Subscription)).one()
-        assert (subscription.member_id, subscription.state) == (member_id, "pending")
-    assert stored(services) == [("EASTIE", "join", member_id), ("JOIN LOGAN", "join", member_id)]
-    assert consent_actions(services) == ["opt_in_requested"]
+    assert_joined_once(services, replies)
 
 
 def test_a_join_and_a_stop_from_a_new_number_at_once_are_both_kept(
@@ -91,17 +103,16 @@ def test_a_join_and_a_stop_from_a_new_number_at_once_are_both_kept(
     assert "Reply YES to confirm" in replies[0]
     assert "Logan Huddle" in replies[1]
     with services.sessions() as session:
-        member_id = session.scalars(select(Member.id)).one()
+        assert session.scalar(select(func.count(Member.id))) == 1
         intents = dict(session.execute(select(InboundMessage.body, InboundMessage.intent)).all())
-        suppressed = session.execute(
-            text(
-                "SELECT count(*) FROM suppressions"
-                " WHERE address = :a AND scope = :s AND lifted_at IS NULL"
-            ),
-            {"a": MARIA, "s": LOGAN_NUMBER},
-        ).scalar_one()
+        suppressed = session.scalar(
+            select(func.count(Suppression.id)).where(
+                Suppression.address == MARIA,
+                Suppression.scope == LOGAN_NUMBER,
+                Suppression.lifted_at.is_(None),
+            )
+        )
     assert intents == {"JOIN LOGAN": "join", "STOP": "opt_out"}
-    assert member_id is not None
     assert "opt_out" in consent_actions(services)
     assert suppressed == 1
 
@@ -120,13 +131,7 @@ def test_two_joins_from_a_member_at_once_make_one_subscription(
         lambda p: p.send("EASTIE"),
         table="subscriptions",
     )
-    assert all("Reply YES to confirm" in reply for reply in replies)
-    with services.sessions() as session:
-        member_id = session.scalars(select(Member.id)).one()
-        subscription = session.scalars(select(Subscription)).one()
-        assert (subscription.member_id, subscription.state) == (member_id, "pending")
-    assert stored(services) == [("EASTIE", "join", member_id), ("JOIN LOGAN", "join", member_id)]
-    assert consent_actions(services) == ["opt_in_requested"]
+    assert_joined_once(services, replies)
 
 
 def test_the_same_text_delivered_twice_at_once_is_stored_once(

@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from outreach import consent
 from outreach.huddles import create_huddle
@@ -59,19 +60,23 @@ def delivery_id(services: Services) -> int:
         campaign = Campaign(
             huddle_id=huddle.id, name="Rally", channel="sms", body="Rally!", state="sending"
         )
-        session.add(campaign)
-        session.flush()
-        delivery = Delivery(
-            campaign_id=campaign.id,
-            member_id=member.id,
-            channel="sms",
-            address=NUMBER,
-            state="sent",
-            provider_message_id=SID,
-        )
-        session.add(delivery)
-        session.flush()
-        return delivery.id
+        return add_sent_delivery(session, campaign, member.id, SID)
+
+
+def add_sent_delivery(session: Session, campaign: Campaign, member_id: int, sid: str) -> int:
+    session.add(campaign)
+    session.flush()
+    delivery = Delivery(
+        campaign_id=campaign.id,
+        member_id=member_id,
+        channel="sms",
+        address=NUMBER,
+        state="sent",
+        provider_message_id=sid,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery.id
 
 
 def callback(
@@ -312,18 +317,7 @@ def test_two_failures_for_one_number_at_once_are_both_applied(
             body="Phone bank!",
             state="sending",
         )
-        session.add(campaign)
-        session.flush()
-        session.add(
-            Delivery(
-                campaign_id=campaign.id,
-                member_id=first.member_id,
-                channel="sms",
-                address=NUMBER,
-                state="sent",
-                provider_message_id=other_sid,
-            )
-        )
+        add_sent_delivery(session, campaign, first.member_id, other_sid)
     clients = [app.test_client(), app.test_client()]
     with ThreadPoolExecutor(2) as pool, held(services, "suppressions") as hold:
         futures = [
