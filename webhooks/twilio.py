@@ -7,7 +7,8 @@ request context, routing and form parser cost about as much as the handler's own
 service for provider traffic. The contract is Flask's, kept by tests/webhooks: the
 ``X-Twilio-Signature`` is checked over the public URL before anything is read or written (403),
 the body is parsed as Werkzeug parses a form, a missing field is a 400, another method a 405, a
-body over ``MAX_REQUEST_BYTES`` a 413, and an unexpected error a logged 500.
+body over ``MAX_REQUEST_BYTES`` a 413, and an unexpected error a logged 500. A text that
+gets a 500 is spooled to Redis first, and applied later (``outreach.inbound_spool``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec er
 from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.wsgi import get_current_url
 
+from outreach import inbound_spool
 from outreach.inbound import InboundSms, handle_inbound
 from outreach.receipts import ErrorAction, handle_status, parse_error_policy
 from outreach.services import Services
@@ -104,19 +106,30 @@ class TwilioWebhooks:
         message_sid = _first(form, "MessageSid") or _first(form, "SmsSid")
         if not message_sid:
             raise HttpError(HTTPStatus.BAD_REQUEST, "MessageSid is required")
-        result = handle_inbound(
-            self.services.held,
-            InboundSms(
-                message_sid=message_sid[:64],
-                from_raw=_first(form, "From"),
-                to=_first(form, "To"),
-                body=_first(form, "Body"),
-                messaging_service_sid=_first(form, "MessagingServiceSid") or None,
-                opt_out_type=_first(form, "OptOutType") or None,
-            ),
-            default_region=self.services.settings.default_region,
+        sms = InboundSms(
+            message_sid=message_sid[:64],
+            from_raw=_first(form, "From"),
+            to=_first(form, "To"),
+            body=_first(form, "Body"),
+            messaging_service_sid=_first(form, "MessagingServiceSid") or None,
+            opt_out_type=_first(form, "OptOutType") or None,
         )
+        try:
+            result = handle_inbound(
+                self.services.held, sms, default_region=self.services.settings.default_region
+            )
+        except Exception:
+            self._spool(sms)
+            raise  # still a 500: nothing was committed, and the answer must not say it was
         return HTTPStatus.OK, "text/xml; charset=utf-8", twiml(result.reply)
+
+    def _spool(self, sms: InboundSms) -> None:
+        """Keep a text the database did not take (a restart, a failover): Twilio will not send
+        it again. The worker applies it later and sends its answer (``outreach.inbound_spool``)."""
+        try:
+            inbound_spool.spool(self.services.redis, sms)
+        except Exception:
+            log.exception("inbound %s could not be spooled either: it is lost", sms.message_sid)
 
     def status_callback(self, form: Form) -> Answer:
         message_sid = _first(form, "MessageSid") or _first(form, "SmsSid")

@@ -2,11 +2,14 @@
 
 ``launch_campaign`` snapshots the audience and enqueues ``send_batch`` jobs (id ranges, a few
 bytes each). ``send_batch`` sends one range and schedules what quiet hours deferred.
-``reconcile_claims`` runs every minute and settles rows a dead worker left ``claimed``.
+``reconcile_claims`` runs every minute and settles rows a dead worker left ``claimed``;
+``replay_inbound_spool`` every 15 seconds applies texts the webhook could not (see
+``outreach.inbound_spool``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -20,7 +23,7 @@ from datetime import timedelta
 from rq import Queue
 from sqlalchemy import select
 
-from outreach import email_sender, fanout, reconcile, sender
+from outreach import email_sender, fanout, inbound_spool, reconcile, sender
 from outreach.clock import utcnow
 from outreach.models import Campaign
 from outreach.ratelimit import RateLimiter
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ENQUEUE_CHUNK = 1000
 RECONCILE_EVERY = timedelta(minutes=1)
+REPLAY_EVERY = timedelta(seconds=15)  # a STOP spooled in a database outage applies this soon after
 CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim older than this belongs to a dead worker
 RESULT_TTL = 0  # results are in the database; keep Redis small
 
@@ -300,3 +304,39 @@ def schedule_reconciler(*, force: bool = False) -> None:
     elif not redis.set(key, "1", ex=seconds * 3, nx=True):
         return
     _queue(DEFAULT_QUEUE).enqueue_in(RECONCILE_EVERY, reconcile_claims, result_ttl=RESULT_TTL)
+
+
+def replay_inbound_spool(*, reschedule: bool = True) -> dict[str, int]:
+    """Apply the texts the webhook spooled (one replay at a time); then schedule the next run."""
+    svc = context.services()
+    try:
+        lock = svc.redis.lock("outreach:inbound:replay-lock", timeout=600)
+        if not lock.acquire(blocking=False):
+            return {"skipped": 1}
+        try:
+            result = inbound_spool.replay(
+                svc.redis,
+                svc.held,
+                _thread_transport(),
+                default_region=svc.settings.default_region,
+            )
+        finally:
+            lock.release()
+        if result.applied or result.dead:
+            log.info("inbound spool: %s", result)
+        return dataclasses.asdict(result)
+    finally:
+        if reschedule:
+            schedule_inbound_replay(force=True)
+
+
+def schedule_inbound_replay(*, force: bool = False) -> None:
+    """Keep exactly one replay chain alive (a Redis key guards against duplicates)."""
+    redis = context.services().redis
+    key = "outreach:inbound:replay-scheduled"
+    seconds = int(REPLAY_EVERY.total_seconds())
+    if force:
+        redis.set(key, "1", ex=seconds * 6)
+    elif not redis.set(key, "1", ex=seconds * 6, nx=True):
+        return
+    _queue(DEFAULT_QUEUE).enqueue_in(REPLAY_EVERY, replay_inbound_spool, result_ttl=RESULT_TTL)

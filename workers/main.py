@@ -29,10 +29,14 @@ class OutreachWorker(SimpleWorker):
 
 
 def run_worker(*, burst: bool = False, name: str | None = None) -> bool:
-    from workers.jobs import schedule_reconciler  # noqa: PLC0415 - jobs import the domain
+    from workers.jobs import (  # noqa: PLC0415 - jobs import the domain
+        schedule_inbound_replay,
+        schedule_reconciler,
+    )
 
     svc = context.services()
     schedule_reconciler()
+    schedule_inbound_replay()
     queues = [Queue(q, connection=svc.redis) for q in ALL_QUEUES]
     context.clear_stop()
     worker = OutreachWorker(queues, connection=svc.redis, name=name)

@@ -1,0 +1,206 @@
+"""Texts that arrive while the database is away: spooled to Redis, applied and answered later.
+
+The databases here are real and really unreachable (a SQLite file that cannot be opened, a
+PostgreSQL port nobody listens on) or really without our tables; Redis is the tests' own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import Engine, create_engine, func, select
+
+from outreach import inbound_spool
+from outreach.db import make_session_factory
+from outreach.inbound import InboundSms
+from outreach.models import ConsentEvent, InboundMessage, OutboxMessage, Subscription
+from outreach.services import Services
+from outreach.transports.sandbox import SandboxSmsTransport
+from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
+from tests.webhooks.twilio_helpers import Phone, new_sid
+from web import create_app
+from workers import jobs
+from workers.queues import DEFAULT_QUEUE
+
+
+def _unreachable_engine(services: Services, tmp_path: Path) -> Engine:
+    if services.engine.dialect.name == "postgresql":
+        url = services.engine.url.set(port=1)  # nobody listens there: connection refused
+        return create_engine(url, pool_pre_ping=True)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    return create_engine(f"sqlite:///{blocker / 'outreach.db'}")  # cannot be opened
+
+
+@pytest.fixture
+def down(services: Services, tmp_path: Path) -> Iterator[Services]:
+    """The same settings and Redis, with a database that cannot be reached."""
+    engine = _unreachable_engine(services, tmp_path)
+    broken = Services(services.settings, engine, make_session_factory(engine), services.redis)
+    yield broken
+    broken.held.close()
+    engine.dispose()
+
+
+@pytest.fixture
+def phone_while_down(down: Services, logan: None) -> Phone:
+    return Phone(create_app(down.settings, down).test_client(), MARIA, LOGAN_NUMBER)
+
+
+def spooled(services: Services, key: str = inbound_spool.SPOOL) -> list[dict[str, object]]:
+    return [json.loads(raw) for raw in services.redis.lrange(key, 0, -1)]
+
+
+def replay(services: Services) -> inbound_spool.Replayed:
+    transport = SandboxSmsTransport(services.settings, services.sessions)
+    return inbound_spool.replay(services.redis, services.held, transport)
+
+
+def outbox(services: Services) -> list[tuple[str, str | None, str]]:
+    with services.sessions() as session:
+        rows = session.execute(
+            select(OutboxMessage.to_address, OutboxMessage.from_address, OutboxMessage.body)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_a_text_the_database_did_not_take_is_spooled_then_applied_and_answered(
+    phone_while_down: Phone, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    sid = new_sid()
+    with caplog.at_level(logging.WARNING):
+        response = phone_while_down.send("JOIN LOGAN", sid=sid)
+    assert response.status_code == 500  # not committed: the answer does not pretend it was
+    assert f"inbound {sid} spooled for later" in caplog.text
+    assert MARIA not in caplog.text
+    (entry,) = spooled(services)
+    assert entry["sms"]["message_sid"] == sid  # type: ignore[index]
+    assert entry["sms"]["body"] == "JOIN LOGAN"  # type: ignore[index]
+
+    result = jobs.replay_inbound_spool(reschedule=False)  # the worker's job, back to the database
+
+    assert (result["applied"], result["answered"], result["waiting"]) == (1, 1, 0)
+    with services.sessions() as session:
+        row = session.scalars(select(InboundMessage)).one()
+        assert (row.message_sid, row.intent) == (sid, "join")
+        assert session.scalars(select(Subscription.state)).one() == "pending"
+        assert session.scalars(select(ConsentEvent.action)).all() == ["opt_in_requested"]
+    ((to, sender, body),) = outbox(services)
+    assert (to, sender) == (MARIA, LOGAN_NUMBER)
+    assert "Reply YES to confirm" in body
+    assert services.redis.llen(inbound_spool.SPOOL) == 0
+    assert services.redis.llen(inbound_spool.REPLAYING) == 0
+
+
+def test_a_stop_spooled_in_an_outage_waits_for_the_database_however_long(
+    phone: Phone, phone_while_down: Phone, down: Services, services: Services
+) -> None:
+    phone.text("JOIN LOGAN")
+    phone.text("YES")
+    assert phone_while_down.send("STOP").status_code == 500
+    assert phone_while_down.send("hello?").status_code == 500
+    for _ in range(inbound_spool.MAX_ATTEMPTS + 2):  # the database is still away
+        outcome = replay(down)
+        assert (outcome.applied, outcome.waiting, outcome.dead) == (0, 2, 0)
+    assert [e["attempts"] for e in spooled(services)] == [0, 0]  # an outage is not a failure
+    assert [e["sms"]["body"] for e in spooled(services)] == ["STOP", "hello?"]  # type: ignore[index]
+
+    outcome = replay(services)  # it is back
+
+    assert (outcome.applied, outcome.answered, outcome.waiting) == (2, 1, 0)
+    with services.sessions() as session:
+        assert session.scalars(select(Subscription.state)).one() == "opted_out"
+        assert session.scalars(select(ConsentEvent.action)).all()[-1] == "opt_out"
+    ((to, _sender, body),) = outbox(services)  # the STOP's one confirmation; none for "hello?"
+    assert to == MARIA
+    assert "Logan Huddle" in body
+
+
+def test_a_text_applied_meanwhile_is_not_applied_or_answered_twice(
+    phone: Phone, phone_while_down: Phone, services: Services
+) -> None:
+    """Twilio retried it (a Fallback URL, a retry policy on the webhook URL) and it went in."""
+    sid = new_sid()
+    assert phone_while_down.send("HELP", sid=sid).status_code == 500
+    assert phone.send("HELP", sid=sid).status_code == 200
+    outcome = replay(services)
+    assert (outcome.applied, outcome.duplicates, outcome.answered) == (0, 1, 0)
+    assert outbox(services) == []
+    with services.sessions() as session:
+        assert session.scalar(select(func.count(InboundMessage.id))) == 1
+
+
+def test_a_text_that_keeps_failing_is_set_aside_and_the_rest_go_on(
+    services: Services, logan: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not the database's absence, so not waited for forever: kept for an operator."""
+    good = InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "JOIN LOGAN")
+    poison = {"sms": {"message_sid": None, "from_raw": MARIA, "to": LOGAN_NUMBER, "body": "x"}}
+    services.redis.rpush(inbound_spool.SPOOL, json.dumps({**poison, "spooled_at": "2026-11-28"}))
+    inbound_spool.spool(services.redis, good)
+    with caplog.at_level(logging.ERROR, logger="outreach.inbound_spool"):
+        first = replay(services)  # each text is tried once a run
+        assert (first.applied, first.waiting, first.dead) == (1, 1, 0)
+        for _ in range(inbound_spool.MAX_ATTEMPTS - 1):
+            outcome = replay(services)
+    assert (outcome.applied, outcome.waiting, outcome.dead) == (0, 0, 1)
+    (dead,) = spooled(services, inbound_spool.DEAD)
+    assert (dead["attempts"], dead["error"]) == (inbound_spool.MAX_ATTEMPTS, "TypeError")
+    assert "set aside after 5 failed replays" in caplog.text
+    with services.sessions() as session:
+        assert session.scalars(select(InboundMessage.body)).all() == ["JOIN LOGAN"]
+
+
+def test_a_text_left_mid_replay_by_a_crash_is_applied_on_the_next_run(
+    services: Services, logan: None
+) -> None:
+    inbound_spool.spool(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
+    services.redis.lmove(inbound_spool.SPOOL, inbound_spool.REPLAYING, "LEFT", "RIGHT")
+    outcome = replay(services)
+    assert (outcome.applied, outcome.waiting) == (1, 0)
+    assert services.redis.llen(inbound_spool.REPLAYING) == 0
+
+
+def test_without_redis_either_the_text_is_a_logged_500(
+    down: Services, logan: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    nowhere = redis.Redis(port=1, socket_connect_timeout=1)  # nobody listens there
+    both_down = Services(down.settings, down.engine, down.sessions, nowhere)
+    client: FlaskClient = create_app(both_down.settings, both_down).test_client()
+    sid = new_sid()
+    with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
+        assert Phone(client, MARIA, LOGAN_NUMBER).send("STOP", sid=sid).status_code == 500
+    assert f"inbound {sid} could not be spooled either: it is lost" in caplog.text
+    both_down.held.close()
+
+
+def test_the_replay_job_runs_one_at_a_time(services: Services) -> None:
+    lock = services.redis.lock("outreach:inbound:replay-lock", timeout=60)
+    assert lock.acquire(blocking=False)
+    try:
+        assert jobs.replay_inbound_spool(reschedule=False) == {"skipped": 1}
+    finally:
+        lock.release()
+
+
+def test_the_database_url_of_the_unreachable_fixture_really_fails(down: Services) -> None:
+    """The tests above rely on it: connecting must fail, not create a database somewhere."""
+    with pytest.raises(Exception, match=r"unable to open|refused|could not connect"):
+        down.engine.connect().close()
+
+
+def test_the_worker_keeps_one_replay_scheduled(services: Services) -> None:
+    jobs.schedule_inbound_replay()
+    jobs.schedule_inbound_replay()  # a second worker starting: no second chain
+    registry = ScheduledJobRegistry(DEFAULT_QUEUE, connection=services.redis)
+    (job_id,) = registry.get_job_ids()
+    job = Job.fetch(job_id, connection=services.redis)
+    assert job.func_name == "workers.jobs.replay_inbound_spool"
