@@ -7,8 +7,8 @@ request context, routing and form parser cost about as much as the handler's own
 service for provider traffic. The contract is Flask's, kept by tests/webhooks: the
 ``X-Twilio-Signature`` is checked over the public URL before anything is read or written (403),
 the body is parsed as Werkzeug parses a form, a missing field is a 400, another method a 405, a
-body over ``MAX_REQUEST_BYTES`` a 413, and an unexpected error a logged 500. A text that
-gets a 500 is spooled to Redis first, and applied later (``outreach.inbound_spool``).
+body over ``MAX_REQUEST_BYTES`` a 413, and an unexpected error a logged 500. A text or status
+callback that gets a 500 is spooled to Redis first and applied later (``outreach.twilio_spool``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler
+from redis import Redis
 from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.wsgi import get_current_url
 
-from outreach import inbound_spool
+from outreach import twilio_spool
 from outreach.inbound import InboundSms, handle_inbound
 from outreach.receipts import ErrorAction, handle_status, parse_error_policy
 from outreach.services import Services
@@ -119,31 +120,41 @@ class TwilioWebhooks:
                 self.services.held, sms, default_region=self.services.settings.default_region
             )
         except Exception:
-            self._spool(sms)
+            self._spool(sms.message_sid, lambda redis: twilio_spool.spool_text(redis, sms))
             raise  # still a 500: nothing was committed, and the answer must not say it was
         return HTTPStatus.OK, "text/xml; charset=utf-8", twiml(result.reply)
 
-    def _spool(self, sms: InboundSms) -> None:
-        """Keep a text the database did not take (a restart, a failover): Twilio will not send
-        it again. The worker applies it later and sends its answer (``outreach.inbound_spool``)."""
+    def _spool(self, message_sid: str, keep: Callable[[Redis], None]) -> None:
+        """Keep a request the database did not take (a restart, a failover): Twilio will not
+        send it again. The worker applies it later (``outreach.twilio_spool``)."""
         try:
-            inbound_spool.spool(self.services.redis, sms)
+            keep(self.services.redis)
         except Exception:
-            log.exception("inbound %s could not be spooled either: it is lost", sms.message_sid)
+            log.exception("twilio webhook %s could not be spooled either: it is lost", message_sid)
 
     def status_callback(self, form: Form) -> Answer:
         message_sid = _first(form, "MessageSid") or _first(form, "SmsSid")
         status = _first(form, "MessageStatus") or _first(form, "SmsStatus")
         if not message_sid or not status:
             raise HttpError(HTTPStatus.BAD_REQUEST, "MessageSid and MessageStatus are required")
-        handle_status(
-            self.services.sessions,
-            self.services.held,
-            message_sid=message_sid,
-            status=status,
-            error_code=_first(form, "ErrorCode") or None,
-            policy=_policy(self.services.settings.twilio_error_policy),
-        )
+        error_code = _first(form, "ErrorCode") or None
+        try:
+            handle_status(
+                self.services.sessions,
+                self.services.held,
+                message_sid=message_sid,
+                status=status,
+                error_code=error_code,
+                policy=_policy(self.services.settings.twilio_error_policy),
+            )
+        except Exception:
+            self._spool(
+                message_sid,
+                lambda redis: twilio_spool.spool_status(
+                    redis, message_sid=message_sid, status=status, error_code=error_code
+                ),
+            )
+            raise
         return HTTPStatus.NO_CONTENT, "text/plain; charset=utf-8", b""
 
 

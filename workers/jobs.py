@@ -3,8 +3,8 @@
 ``launch_campaign`` snapshots the audience and enqueues ``send_batch`` jobs (id ranges, a few
 bytes each). ``send_batch`` sends one range and schedules what quiet hours deferred.
 ``reconcile_claims`` runs every minute and settles rows a dead worker left ``claimed``;
-``replay_inbound_spool`` every 15 seconds applies texts the webhook could not (see
-``outreach.inbound_spool``).
+``replay_twilio_spool`` every 15 seconds applies the Twilio webhooks the database could not take
+(see ``outreach.twilio_spool``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import timedelta
 from rq import Queue
 from sqlalchemy import select
 
-from outreach import email_sender, fanout, inbound_spool, reconcile, sender
+from outreach import email_sender, fanout, reconcile, sender, twilio_spool
 from outreach.clock import utcnow
 from outreach.models import Campaign
 from outreach.ratelimit import RateLimiter
@@ -306,37 +306,40 @@ def schedule_reconciler(*, force: bool = False) -> None:
     _queue(DEFAULT_QUEUE).enqueue_in(RECONCILE_EVERY, reconcile_claims, result_ttl=RESULT_TTL)
 
 
-def replay_inbound_spool(*, reschedule: bool = True) -> dict[str, int]:
-    """Apply the texts the webhook spooled (one replay at a time); then schedule the next run."""
+def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
+    """Apply the Twilio webhooks spooled while the database was away (one replay at a time);
+    then schedule the next run."""
     svc = context.services()
     try:
-        lock = svc.redis.lock("outreach:inbound:replay-lock", timeout=600)
+        lock = svc.redis.lock("outreach:twilio:replay-lock", timeout=600)
         if not lock.acquire(blocking=False):
             return {"skipped": 1}
         try:
-            result = inbound_spool.replay(
-                svc.redis,
-                svc.held,
-                _thread_transport(),
+            replayer = twilio_spool.Replayer(
+                sessions=svc.sessions,
+                connections=svc.held,
+                transport=_thread_transport(),
                 default_region=svc.settings.default_region,
+                policy=parse_error_policy(svc.settings.twilio_error_policy),
             )
+            result = twilio_spool.replay(svc.redis, replayer)
         finally:
             lock.release()
         if result.applied or result.dead:
-            log.info("inbound spool: %s", result)
+            log.info("twilio spool: %s", result)
         return dataclasses.asdict(result)
     finally:
         if reschedule:
-            schedule_inbound_replay(force=True)
+            schedule_twilio_replay(force=True)
 
 
-def schedule_inbound_replay(*, force: bool = False) -> None:
+def schedule_twilio_replay(*, force: bool = False) -> None:
     """Keep exactly one replay chain alive (a Redis key guards against duplicates)."""
     redis = context.services().redis
-    key = "outreach:inbound:replay-scheduled"
+    key = "outreach:twilio:replay-scheduled"
     seconds = int(REPLAY_EVERY.total_seconds())
     if force:
         redis.set(key, "1", ex=seconds * 6)
     elif not redis.set(key, "1", ex=seconds * 6, nx=True):
         return
-    _queue(DEFAULT_QUEUE).enqueue_in(REPLAY_EVERY, replay_inbound_spool, result_ttl=RESULT_TTL)
+    _queue(DEFAULT_QUEUE).enqueue_in(REPLAY_EVERY, replay_twilio_spool, result_ttl=RESULT_TTL)

@@ -30,13 +30,13 @@ class OutreachWorker(SimpleWorker):
 
 def run_worker(*, burst: bool = False, name: str | None = None) -> bool:
     from workers.jobs import (  # noqa: PLC0415 - jobs import the domain
-        schedule_inbound_replay,
         schedule_reconciler,
+        schedule_twilio_replay,
     )
 
     svc = context.services()
     schedule_reconciler()
-    schedule_inbound_replay()
+    schedule_twilio_replay()
     queues = [Queue(q, connection=svc.redis) for q in ALL_QUEUES]
     context.clear_stop()
     worker = OutreachWorker(queues, connection=svc.redis, name=name)

@@ -1,4 +1,4 @@
-"""Texts that arrive while the database is away: spooled to Redis, applied and answered later.
+"""Twilio webhooks that arrive while the database is away: spooled to Redis, applied later.
 
 The databases here are real and really unreachable (a SQLite file that cannot be opened, a
 PostgreSQL port nobody listens on) or really without our tables; Redis is the tests' own.
@@ -18,14 +18,23 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import Engine, create_engine, func, select
 
-from outreach import inbound_spool
+from outreach import consent, twilio_spool
 from outreach.db import make_session_factory
+from outreach.huddles import create_huddle
 from outreach.inbound import InboundSms
-from outreach.models import ConsentEvent, InboundMessage, OutboxMessage, Subscription
+from outreach.models import (
+    Campaign,
+    ConsentEvent,
+    Delivery,
+    InboundMessage,
+    Member,
+    OutboxMessage,
+    Subscription,
+)
 from outreach.services import Services
 from outreach.transports.sandbox import SandboxSmsTransport
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
-from tests.webhooks.twilio_helpers import Phone, new_sid
+from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
 from web import create_app
 from workers import jobs
 from workers.queues import DEFAULT_QUEUE
@@ -55,13 +64,14 @@ def phone_while_down(down: Services, logan: None) -> Phone:
     return Phone(create_app(down.settings, down).test_client(), MARIA, LOGAN_NUMBER)
 
 
-def spooled(services: Services, key: str = inbound_spool.SPOOL) -> list[dict[str, object]]:
+def spooled(services: Services, key: str = twilio_spool.SPOOL) -> list[dict[str, object]]:
     return [json.loads(raw) for raw in services.redis.lrange(key, 0, -1)]
 
 
-def replay(services: Services) -> inbound_spool.Replayed:
+def replay(services: Services) -> twilio_spool.Replayed:
     transport = SandboxSmsTransport(services.settings, services.sessions)
-    return inbound_spool.replay(services.redis, services.held, transport)
+    replayer = twilio_spool.Replayer(services.sessions, services.held, transport)
+    return twilio_spool.replay(services.redis, replayer)
 
 
 def outbox(services: Services) -> list[tuple[str, str | None, str]]:
@@ -79,13 +89,13 @@ def test_a_text_the_database_did_not_take_is_spooled_then_applied_and_answered(
     with caplog.at_level(logging.WARNING):
         response = phone_while_down.send("JOIN LOGAN", sid=sid)
     assert response.status_code == 500  # not committed: the answer does not pretend it was
-    assert f"inbound {sid} spooled for later" in caplog.text
+    assert f"twilio text {sid} spooled for later" in caplog.text
     assert MARIA not in caplog.text
     (entry,) = spooled(services)
-    assert entry["sms"]["message_sid"] == sid  # type: ignore[index]
-    assert entry["sms"]["body"] == "JOIN LOGAN"  # type: ignore[index]
+    assert entry["request"]["message_sid"] == sid  # type: ignore[index]
+    assert entry["request"]["body"] == "JOIN LOGAN"  # type: ignore[index]
 
-    result = jobs.replay_inbound_spool(reschedule=False)  # the worker's job, back to the database
+    result = jobs.replay_twilio_spool(reschedule=False)  # the worker's job, back to the database
 
     assert (result["applied"], result["answered"], result["waiting"]) == (1, 1, 0)
     with services.sessions() as session:
@@ -96,8 +106,8 @@ def test_a_text_the_database_did_not_take_is_spooled_then_applied_and_answered(
     ((to, sender, body),) = outbox(services)
     assert (to, sender) == (MARIA, LOGAN_NUMBER)
     assert "Reply YES to confirm" in body
-    assert services.redis.llen(inbound_spool.SPOOL) == 0
-    assert services.redis.llen(inbound_spool.REPLAYING) == 0
+    assert services.redis.llen(twilio_spool.SPOOL) == 0
+    assert services.redis.llen(twilio_spool.REPLAYING) == 0
 
 
 def test_a_stop_spooled_in_an_outage_waits_for_the_database_however_long(
@@ -107,11 +117,11 @@ def test_a_stop_spooled_in_an_outage_waits_for_the_database_however_long(
     phone.text("YES")
     assert phone_while_down.send("STOP").status_code == 500
     assert phone_while_down.send("hello?").status_code == 500
-    for _ in range(inbound_spool.MAX_ATTEMPTS + 2):  # the database is still away
+    for _ in range(twilio_spool.MAX_ATTEMPTS + 2):  # the database is still away
         outcome = replay(down)
         assert (outcome.applied, outcome.waiting, outcome.dead) == (0, 2, 0)
     assert [e["attempts"] for e in spooled(services)] == [0, 0]  # an outage is not a failure
-    assert [e["sms"]["body"] for e in spooled(services)] == ["STOP", "hello?"]  # type: ignore[index]
+    assert [e["request"]["body"] for e in spooled(services)] == ["STOP", "hello?"]  # type: ignore[index]
 
     outcome = replay(services)  # it is back
 
@@ -132,7 +142,7 @@ def test_a_text_applied_meanwhile_is_not_applied_or_answered_twice(
     assert phone_while_down.send("HELP", sid=sid).status_code == 500
     assert phone.send("HELP", sid=sid).status_code == 200
     outcome = replay(services)
-    assert (outcome.applied, outcome.duplicates, outcome.answered) == (0, 1, 0)
+    assert (outcome.applied, outcome.unchanged, outcome.answered) == (0, 1, 0)
     assert outbox(services) == []
     with services.sessions() as session:
         assert session.scalar(select(func.count(InboundMessage.id))) == 1
@@ -143,17 +153,18 @@ def test_a_text_that_keeps_failing_is_set_aside_and_the_rest_go_on(
 ) -> None:
     """Not the database's absence, so not waited for forever: kept for an operator."""
     good = InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "JOIN LOGAN")
-    poison = {"sms": {"message_sid": None, "from_raw": MARIA, "to": LOGAN_NUMBER, "body": "x"}}
-    services.redis.rpush(inbound_spool.SPOOL, json.dumps({**poison, "spooled_at": "2026-11-28"}))
-    inbound_spool.spool(services.redis, good)
-    with caplog.at_level(logging.ERROR, logger="outreach.inbound_spool"):
+    poison = {"message_sid": None, "from_raw": MARIA, "to": LOGAN_NUMBER, "body": "x"}
+    entry = {"kind": "text", "request": poison, "spooled_at": "2026-11-28T10:00:00+00:00"}
+    services.redis.rpush(twilio_spool.SPOOL, json.dumps(entry))
+    twilio_spool.spool_text(services.redis, good)
+    with caplog.at_level(logging.ERROR, logger="outreach.twilio_spool"):
         first = replay(services)  # each text is tried once a run
         assert (first.applied, first.waiting, first.dead) == (1, 1, 0)
-        for _ in range(inbound_spool.MAX_ATTEMPTS - 1):
+        for _ in range(twilio_spool.MAX_ATTEMPTS - 1):
             outcome = replay(services)
     assert (outcome.applied, outcome.waiting, outcome.dead) == (0, 0, 1)
-    (dead,) = spooled(services, inbound_spool.DEAD)
-    assert (dead["attempts"], dead["error"]) == (inbound_spool.MAX_ATTEMPTS, "TypeError")
+    (dead,) = spooled(services, twilio_spool.DEAD)
+    assert (dead["attempts"], dead["error"]) == (twilio_spool.MAX_ATTEMPTS, "TypeError")
     assert "set aside after 5 failed replays" in caplog.text
     with services.sessions() as session:
         assert session.scalars(select(InboundMessage.body)).all() == ["JOIN LOGAN"]
@@ -162,11 +173,11 @@ def test_a_text_that_keeps_failing_is_set_aside_and_the_rest_go_on(
 def test_a_text_left_mid_replay_by_a_crash_is_applied_on_the_next_run(
     services: Services, logan: None
 ) -> None:
-    inbound_spool.spool(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
-    services.redis.lmove(inbound_spool.SPOOL, inbound_spool.REPLAYING, "LEFT", "RIGHT")
+    twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
+    services.redis.lmove(twilio_spool.SPOOL, twilio_spool.REPLAYING, "LEFT", "RIGHT")
     outcome = replay(services)
     assert (outcome.applied, outcome.waiting) == (1, 0)
-    assert services.redis.llen(inbound_spool.REPLAYING) == 0
+    assert services.redis.llen(twilio_spool.REPLAYING) == 0
 
 
 def test_without_redis_either_the_text_is_a_logged_500(
@@ -178,15 +189,15 @@ def test_without_redis_either_the_text_is_a_logged_500(
     sid = new_sid()
     with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
         assert Phone(client, MARIA, LOGAN_NUMBER).send("STOP", sid=sid).status_code == 500
-    assert f"inbound {sid} could not be spooled either: it is lost" in caplog.text
+    assert f"twilio webhook {sid} could not be spooled either: it is lost" in caplog.text
     both_down.held.close()
 
 
 def test_the_replay_job_runs_one_at_a_time(services: Services) -> None:
-    lock = services.redis.lock("outreach:inbound:replay-lock", timeout=60)
+    lock = services.redis.lock("outreach:twilio:replay-lock", timeout=60)
     assert lock.acquire(blocking=False)
     try:
-        assert jobs.replay_inbound_spool(reschedule=False) == {"skipped": 1}
+        assert jobs.replay_twilio_spool(reschedule=False) == {"skipped": 1}
     finally:
         lock.release()
 
@@ -198,9 +209,62 @@ def test_the_database_url_of_the_unreachable_fixture_really_fails(down: Services
 
 
 def test_the_worker_keeps_one_replay_scheduled(services: Services) -> None:
-    jobs.schedule_inbound_replay()
-    jobs.schedule_inbound_replay()  # a second worker starting: no second chain
+    jobs.schedule_twilio_replay()
+    jobs.schedule_twilio_replay()  # a second worker starting: no second chain
     registry = ScheduledJobRegistry(DEFAULT_QUEUE, connection=services.redis)
     (job_id,) = registry.get_job_ids()
     job = Job.fetch(job_id, connection=services.redis)
-    assert job.func_name == "workers.jobs.replay_inbound_spool"
+    assert job.func_name == "workers.jobs.replay_twilio_spool"
+
+
+def test_a_status_callback_the_database_did_not_take_is_applied_with_its_policy(
+    down: Services, services: Services
+) -> None:
+    """21610 on a campaign text: Twilio says the number replied STOP. Lost, the number would
+    stay subscribed here; spooled, it is opted out once the database is back."""
+    sid = "SM" + "b" * 32
+    with services.sessions.begin() as session:
+        huddle = create_huddle(
+            session, slug="logan", name="Logan", keywords=["LOGAN"], sender=LOGAN_NUMBER
+        )
+        member = Member(phone=MARIA)
+        session.add(member)
+        session.flush()
+        consent.set_subscription_state(
+            session,
+            member=member,
+            huddle=huddle,
+            channel="sms",
+            state="active",
+            provenance=consent.Provenance(source="import"),
+        )
+        campaign = Campaign(huddle_id=huddle.id, name="Rally", channel="sms", body="Rally!")
+        session.add(campaign)
+        session.flush()
+        session.add(
+            Delivery(
+                campaign_id=campaign.id,
+                member_id=member.id,
+                channel="sms",
+                address=MARIA,
+                state="sent",
+                provider_message_id=sid,
+            )
+        )
+    client = create_app(down.settings, down).test_client()
+    params = {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "21610"}
+    assert signed_post(client, "/webhooks/twilio/status", params).status_code == 500
+    (entry,) = spooled(services)
+    assert (entry["kind"], entry["request"]) == (
+        "status",
+        {"message_sid": sid, "status": "failed", "error_code": "21610"},
+    )
+
+    outcome = jobs.replay_twilio_spool(reschedule=False)
+
+    assert (outcome["applied"], outcome["waiting"]) == (1, 0)
+    with services.sessions() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        assert (delivery.state, delivery.error_code) == ("failed", "21610")
+        assert session.scalars(select(Subscription.state)).one() == "opted_out"
+        assert consent.is_suppressed(session, "sms", MARIA, LOGAN_NUMBER)
