@@ -13,7 +13,7 @@ from cli import runner
 from cli.campaigns import campaign
 from cli.context import Context, pass_ctx
 from cli.segments import segment
-from outreach import migrate
+from outreach import migrate, twilio_spool
 from outreach.consent import history
 from outreach.huddles import HuddleError, create_huddle, get_huddle, list_huddles
 from outreach.importer import ImportFileError, export_members, import_members, parse_consent_option
@@ -260,6 +260,34 @@ def consent_history(ctx: Context, address: str) -> None:
                 f"{e.created_at.isoformat(timespec='seconds')}  {e.channel:5} {e.action:16} "
                 f"{e.source:9} {extra}"
             )
+
+
+@main.group()
+def spool() -> None:
+    """Twilio webhooks the database could not take, applied by the worker when it can."""
+
+
+@spool.command("status")
+@pass_ctx
+def spool_status(ctx: Context) -> None:
+    """How many wait, and each one set aside after failing too often."""
+    redis = ctx.services.redis
+    aside = twilio_spool.set_aside(redis)
+    click.echo(f"waiting: {twilio_spool.waiting(redis)}")
+    click.echo(f"set aside: {len(aside)}")
+    for entry in aside:
+        click.echo(
+            f"  {entry.spooled_at}  {entry.kind:6} {entry.message_sid}  "
+            f"{entry.attempts} attempts, last {entry.error}"
+        )
+
+
+@spool.command("retry")
+@pass_ctx
+def spool_retry(ctx: Context) -> None:
+    """Put the requests set aside back in the spool (after the fix for what failed them)."""
+    moved = twilio_spool.retry_set_aside(ctx.services.redis)
+    click.echo(f"{moved} back in the spool; the worker applies them within 15 s")
 
 
 main.add_command(campaign)

@@ -87,6 +87,33 @@ def _spool(client: redis.Redis, spooled: Spooled) -> None:
     )
 
 
+def waiting(client: redis.Redis) -> int:
+    """Requests not applied yet (one may be mid-replay)."""
+    return int(client.llen(SPOOL)) + int(client.llen(REPLAYING))
+
+
+def set_aside(client: redis.Redis) -> list[Spooled]:
+    """The requests that failed ``MAX_ATTEMPTS`` times, oldest first."""
+    return [Spooled.loads(_text(raw)) for raw in client.lrange(DEAD, 0, -1)]
+
+
+def retry_set_aside(client: redis.Redis) -> int:
+    """Put the requests set aside back in the spool, as new (once the bug is fixed)."""
+    moved = 0
+    for raw in map(_text, client.lrange(DEAD, 0, -1)):
+        fresh = replace(Spooled.loads(raw), attempts=0, error=None)
+        pipe = client.pipeline()  # MULTI: on one list or the other, never both or neither
+        pipe.lrem(DEAD, 1, raw)
+        pipe.rpush(SPOOL, fresh.dumps())
+        removed, _ = pipe.execute()
+        moved += int(removed)
+    return moved
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 @dataclass
 class Replayed:
     applied: int = 0
@@ -121,7 +148,7 @@ def replay(client: redis.Redis, replayer: Replayer, *, limit: int = 1000) -> Rep
         moved = client.lmove(SPOOL, REPLAYING, "LEFT", "RIGHT")
         if moved is None:
             break
-        raw = moved.decode() if isinstance(moved, bytes) else str(moved)
+        raw = _text(moved)
         spooled = Spooled.loads(raw)
         try:
             _apply(spooled, replayer, outcome)

@@ -6,6 +6,7 @@ PostgreSQL port nobody listens on) or really without our tables; Redis is the te
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import Engine, create_engine, func, select
 
+from cli.main import main
 from outreach import consent, twilio_spool
 from outreach.db import make_session_factory
 from outreach.huddles import create_huddle
@@ -268,3 +271,28 @@ def test_a_status_callback_the_database_did_not_take_is_applied_with_its_policy(
         assert (delivery.state, delivery.error_code) == ("failed", "21610")
         assert session.scalars(select(Subscription.state)).one() == "opted_out"
         assert consent.is_suppressed(session, "sms", MARIA, LOGAN_NUMBER)
+
+
+def test_an_operator_sees_what_was_set_aside_and_puts_it_back(
+    services: Services, logan: None, cli: CliRunner
+) -> None:
+    """After the fix for what failed it: ``outreach spool retry``, and the worker applies it."""
+    sms = InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "JOIN LOGAN")
+    aside = twilio_spool.Spooled("text", dataclasses.asdict(sms), "2026-11-28T10:00:00+00:00", 5)
+    services.redis.rpush(twilio_spool.DEAD, dataclasses.replace(aside, error="TypeError").dumps())
+    twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "hello"))
+
+    status = cli.invoke(main, ["spool", "status"])  # ids only: no number, no text
+    assert status.exit_code == 0, status.output
+    assert status.output.splitlines() == [
+        "waiting: 1",
+        "set aside: 1",
+        f"  2026-11-28T10:00:00+00:00  text   {sms.message_sid}  5 attempts, last TypeError",
+    ]
+
+    retried = cli.invoke(main, ["spool", "retry"])
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.startswith("1 back in the spool")
+    assert services.redis.llen(twilio_spool.DEAD) == 0
+    assert [e["attempts"] for e in spooled(services)] == [0, 0]
+    assert replay(services).applied == 2
