@@ -43,6 +43,7 @@ MAX_ATTEMPTS = 5
 
 TEXT = "text"  # an inbound text: InboundSms's fields
 STATUS = "status"  # a status callback: message_sid, status, error_code
+UNREADABLE = "unreadable"  # what set_aside shows for an entry that does not parse
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,18 @@ class Spooled:
 
     @classmethod
     def loads(cls, raw: str) -> Spooled:
-        return cls(**json.loads(raw))
+        """Raises ValueError for an entry that is not one (written by hand, or by a bug)."""
+        try:
+            spooled = cls(**json.loads(raw))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"not a spooled request: {error}") from None
+        if spooled.kind not in (TEXT, STATUS) or not isinstance(spooled.request, dict):
+            raise ValueError(f"not a spooled request: kind {spooled.kind!r}")
+        return spooled
 
     @property
     def message_sid(self) -> str:
-        return str(self.request.get("message_sid"))
+        return str(self.request.get("message_sid") or "-")
 
 
 def spool_text(client: redis.Redis, sms: InboundSms) -> None:
@@ -93,15 +101,26 @@ def waiting(client: redis.Redis) -> int:
 
 
 def set_aside(client: redis.Redis) -> list[Spooled]:
-    """The requests that failed ``MAX_ATTEMPTS`` times, oldest first."""
-    return [Spooled.loads(_text(raw)) for raw in client.lrange(DEAD, 0, -1)]
+    """The requests that failed ``MAX_ATTEMPTS`` times, oldest first (an unreadable entry as
+    kind "unreadable": nothing of it is shown, it may hold a number)."""
+    entries = []
+    for raw in map(_text, client.lrange(DEAD, 0, -1)):
+        try:
+            entries.append(Spooled.loads(raw))
+        except ValueError:
+            entries.append(Spooled(UNREADABLE, {}, "?", error="unreadable"))
+    return entries
 
 
 def retry_set_aside(client: redis.Redis) -> int:
-    """Put the requests set aside back in the spool, as new (once the bug is fixed)."""
+    """Put the requests set aside back in the spool, as new (once the bug is fixed). Unreadable
+    entries stay where they are."""
     moved = 0
     for raw in map(_text, client.lrange(DEAD, 0, -1)):
-        fresh = replace(Spooled.loads(raw), attempts=0, error=None)
+        try:
+            fresh = replace(Spooled.loads(raw), attempts=0, error=None)
+        except ValueError:
+            continue
         pipe = client.pipeline()  # MULTI: on one list or the other, never both or neither
         pipe.lrem(DEAD, 1, raw)
         pipe.rpush(SPOOL, fresh.dumps())
@@ -149,7 +168,11 @@ def replay(client: redis.Redis, replayer: Replayer, *, limit: int = 1000) -> Rep
         if moved is None:
             break
         raw = _text(moved)
-        spooled = Spooled.loads(raw)
+        try:
+            spooled = Spooled.loads(raw)
+        except ValueError as error:
+            _unreadable(client, raw, error, outcome)
+            continue
         try:
             _apply(spooled, replayer, outcome)
         except DBAPIError as error:
@@ -210,6 +233,16 @@ def _failed(
             "twilio %s %s replay failed (%s)", spooled.kind, spooled.message_sid, again.error
         )
     pipe.execute()
+
+
+def _unreadable(client: redis.Redis, raw: str, error: ValueError, outcome: Replayed) -> None:
+    """An entry that is not a spooled request cannot be applied: set it aside as it is."""
+    pipe = client.pipeline()
+    pipe.lrem(REPLAYING, 1, raw)
+    pipe.rpush(DEAD, raw)
+    pipe.execute()
+    outcome.dead += 1
+    log.error("twilio spool: an entry set aside unread: %s", error)
 
 
 def _answer(transport: SmsTransport, sms: InboundSms, reply: str, default_region: str) -> bool:

@@ -296,3 +296,22 @@ def test_an_operator_sees_what_was_set_aside_and_puts_it_back(
     assert services.redis.llen(twilio_spool.DEAD) == 0
     assert [e["attempts"] for e in spooled(services)] == [0, 0]
     assert replay(services).applied == 2
+
+
+@pytest.mark.parametrize("entry", ["not json", '{"kind": "sms"}', '{"kind": "text", "x": 1}'])
+def test_an_entry_that_is_not_a_request_is_set_aside_unread(
+    services: Services, logan: None, cli: CliRunner, entry: str
+) -> None:
+    """Written by hand or by a bug: it must not stop the spool behind it."""
+    services.redis.rpush(twilio_spool.SPOOL, entry)
+    twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
+    outcome = replay(services)
+    assert (outcome.applied, outcome.dead, outcome.waiting) == (1, 1, 0)
+    assert [raw.decode() for raw in services.redis.lrange(twilio_spool.DEAD, 0, -1)] == [entry]
+    status = cli.invoke(main, ["spool", "status"])
+    assert status.output.splitlines()[1:] == [
+        "set aside: 1",
+        "  ?  unreadable -  0 attempts, last unreadable",
+    ]
+    assert cli.invoke(main, ["spool", "retry"]).output.startswith("0 back in the spool")
+    assert services.redis.llen(twilio_spool.DEAD) == 1
