@@ -17,8 +17,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
 from rq import Queue
 from sqlalchemy import select
@@ -295,15 +296,19 @@ def reconcile_claims(*, reschedule: bool = True) -> dict[str, int]:
 
 
 def schedule_reconciler(*, force: bool = False) -> None:
-    """Keep exactly one reconciler chain alive (a Redis key guards against duplicates)."""
+    _keep_one_chain("outreach:reconciler:scheduled", RECONCILE_EVERY, reconcile_claims, force)
+
+
+def _keep_one_chain(key: str, every: timedelta, job: Callable[..., Any], force: bool) -> None:
+    """Keep exactly one chain of a job that schedules its next run alive: a Redis key guards
+    against a second chain when another worker starts (``force``: the chain's own next run)."""
     redis = context.services().redis
-    key = "outreach:reconciler:scheduled"
-    seconds = int(RECONCILE_EVERY.total_seconds())
+    ttl = max(int(every.total_seconds()) * 3, 60)
     if force:
-        redis.set(key, "1", ex=seconds * 3)
-    elif not redis.set(key, "1", ex=seconds * 3, nx=True):
+        redis.set(key, "1", ex=ttl)
+    elif not redis.set(key, "1", ex=ttl, nx=True):
         return
-    _queue(DEFAULT_QUEUE).enqueue_in(RECONCILE_EVERY, reconcile_claims, result_ttl=RESULT_TTL)
+    _queue(DEFAULT_QUEUE).enqueue_in(every, job, result_ttl=RESULT_TTL)
 
 
 def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
@@ -334,12 +339,4 @@ def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
 
 
 def schedule_twilio_replay(*, force: bool = False) -> None:
-    """Keep exactly one replay chain alive (a Redis key guards against duplicates)."""
-    redis = context.services().redis
-    key = "outreach:twilio:replay-scheduled"
-    seconds = int(REPLAY_EVERY.total_seconds())
-    if force:
-        redis.set(key, "1", ex=seconds * 6)
-    elif not redis.set(key, "1", ex=seconds * 6, nx=True):
-        return
-    _queue(DEFAULT_QUEUE).enqueue_in(REPLAY_EVERY, replay_twilio_spool, result_ttl=RESULT_TTL)
+    _keep_one_chain("outreach:twilio:replay-scheduled", REPLAY_EVERY, replay_twilio_spool, force)
