@@ -11,6 +11,7 @@ from outreach.huddles import HuddleError, create_huddle
 from outreach.models import Base, ConsentEvent, Member
 from outreach.models import members as m
 from outreach.services import Services
+from tests.members import active_member
 
 
 def test_migrations_produce_every_model_table(services: Services) -> None:
@@ -31,17 +32,7 @@ def test_one_member_per_phone_and_per_email(services: Services) -> None:
 def test_consent_ledger_refuses_update_and_delete(services: Services) -> None:
     with services.sessions.begin() as session:
         huddle = create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"])
-        member = Member(phone="+16175550100")
-        session.add(member)
-        session.flush()
-        consent.set_subscription_state(
-            session,
-            member=member,
-            huddle=huddle,
-            channel=m.SMS,
-            state=m.ACTIVE,
-            provenance=consent.Provenance(source="import", detail="t.csv line 2"),
-        )
+        active_member(session, huddle, phone="+16175550100")
     with pytest.raises(DBAPIError, match="append-only"), services.sessions.begin() as session:
         session.execute(update(ConsentEvent).values(action="opt_out"))
     with pytest.raises(DBAPIError, match="append-only"), services.sessions.begin() as session:

@@ -9,15 +9,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
 
 from outreach import consent
-from outreach.huddles import create_huddle
 from outreach.models import (
     Campaign,
     ConsentEvent,
     Delivery,
-    Member,
     StatusEvent,
     Subscription,
     Suppression,
@@ -33,50 +30,12 @@ from outreach.receipts import (
 )
 from outreach.services import Services
 from tests.webhooks.concurrency import held
+from tests.webhooks.conftest import DELIVERY_SID, MARIA, add_sent_delivery
 from tests.webhooks.twilio_helpers import signed_post
 from workers import context, jobs
 
-NUMBER = "+16175550111"
-SID = "SM" + "a" * 32
-
-
-@pytest.fixture
-def delivery_id(services: Services) -> int:
-    with services.sessions.begin() as session:
-        huddle = create_huddle(
-            session, slug="logan", name="Logan", keywords=["LOGAN"], sender="+16175550100"
-        )
-        member = Member(phone=NUMBER)
-        session.add(member)
-        session.flush()
-        consent.set_subscription_state(
-            session,
-            member=member,
-            huddle=huddle,
-            channel=m.SMS,
-            state=m.ACTIVE,
-            provenance=consent.Provenance(source="import"),
-        )
-        campaign = Campaign(
-            huddle_id=huddle.id, name="Rally", channel="sms", body="Rally!", state="sending"
-        )
-        return add_sent_delivery(session, campaign, member.id, SID)
-
-
-def add_sent_delivery(session: Session, campaign: Campaign, member_id: int, sid: str) -> int:
-    session.add(campaign)
-    session.flush()
-    delivery = Delivery(
-        campaign_id=campaign.id,
-        member_id=member_id,
-        channel="sms",
-        address=NUMBER,
-        state="sent",
-        provider_message_id=sid,
-    )
-    session.add(delivery)
-    session.flush()
-    return delivery.id
+NUMBER = MARIA
+SID = DELIVERY_SID
 
 
 def callback(

@@ -23,20 +23,17 @@ from sqlalchemy import Engine, create_engine, func, select
 from cli.main import main
 from outreach import consent, twilio_spool
 from outreach.db import make_session_factory
-from outreach.huddles import create_huddle
 from outreach.inbound import InboundSms
 from outreach.models import (
-    Campaign,
     ConsentEvent,
     Delivery,
     InboundMessage,
-    Member,
     OutboxMessage,
     Subscription,
 )
 from outreach.services import Services
 from outreach.transports.sandbox import SandboxSmsTransport
-from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
+from tests.webhooks.conftest import DELIVERY_SID, LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
 from web import create_app
 from workers import jobs
@@ -221,39 +218,11 @@ def test_the_worker_keeps_one_replay_scheduled(services: Services) -> None:
 
 
 def test_a_status_callback_the_database_did_not_take_is_applied_with_its_policy(
-    down: Services, services: Services
+    down: Services, services: Services, delivery_id: int
 ) -> None:
     """21610 on a campaign text: Twilio says the number replied STOP. Lost, the number would
     stay subscribed here; spooled, it is opted out once the database is back."""
-    sid = "SM" + "b" * 32
-    with services.sessions.begin() as session:
-        huddle = create_huddle(
-            session, slug="logan", name="Logan", keywords=["LOGAN"], sender=LOGAN_NUMBER
-        )
-        member = Member(phone=MARIA)
-        session.add(member)
-        session.flush()
-        consent.set_subscription_state(
-            session,
-            member=member,
-            huddle=huddle,
-            channel="sms",
-            state="active",
-            provenance=consent.Provenance(source="import"),
-        )
-        campaign = Campaign(huddle_id=huddle.id, name="Rally", channel="sms", body="Rally!")
-        session.add(campaign)
-        session.flush()
-        session.add(
-            Delivery(
-                campaign_id=campaign.id,
-                member_id=member.id,
-                channel="sms",
-                address=MARIA,
-                state="sent",
-                provider_message_id=sid,
-            )
-        )
+    sid = DELIVERY_SID
     client = create_app(down.settings, down).test_client()
     params = {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "21610"}
     assert signed_post(client, "/webhooks/twilio/status", params).status_code == 500

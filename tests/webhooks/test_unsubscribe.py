@@ -23,6 +23,7 @@ from outreach.models import ConsentEvent, Huddle, Member, Subscription, Suppress
 from outreach.models import members as m
 from outreach.services import Services
 from outreach.settings import Settings
+from tests.members import active_member
 
 EMAIL = "maria@example.org"
 UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) TestBrowser/1.0"
@@ -362,17 +363,7 @@ def test_unsubscribe_only_touches_the_token_s_member(
 ) -> None:
     with services.sessions.begin() as session:
         logan = session.get_one(Huddle, world.logan_id)
-        other = Member(email="someone@example.org", created_at=utcnow())
-        session.add(other)
-        session.flush()
-        consent.set_subscription_state(
-            session,
-            member=other,
-            huddle=logan,
-            channel=m.EMAIL,
-            state=m.ACTIVE,
-            provenance=consent.Provenance(source="import"),
-        )
+        other = active_member(session, logan, email="someone@example.org", channel=m.EMAIL)
         other_id = other.id
     post(client, token_for(services.settings, world), {"scope": "all"})
     with services.sessions() as session:

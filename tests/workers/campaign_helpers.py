@@ -10,6 +10,7 @@ from outreach.huddles import create_huddle
 from outreach.models import Huddle, Member, MemberTag, OutboxMessage
 from outreach.models import members as m
 from outreach.services import Services
+from tests.members import active_member
 from workers.queues import ALL_QUEUES
 
 SENDER = "+16175550100"
@@ -43,20 +44,12 @@ def add_members(
     provenance = consent.Provenance(source="import", detail="test")
     made = []
     for i in range(start, start + count):
-        member = Member(
+        member = active_member(
+            session,
+            huddle,
             phone=f"+1{area}{200 + i // 10000:03d}{i % 10000:04d}",
             first_name=f"Member{i}",
             zip=zip_code,
-        )
-        session.add(member)
-        session.flush()
-        consent.set_subscription_state(
-            session,
-            member=member,
-            huddle=huddle,
-            channel=m.SMS,
-            state=m.ACTIVE,
-            provenance=provenance,
         )
         if state != m.ACTIVE:
             consent.set_subscription_state(

@@ -15,10 +15,11 @@ from werkzeug.serving import make_server
 
 from outreach import campaigns, consent
 from outreach.huddles import create_huddle
-from outreach.models import Delivery, EmailEvent, Member
+from outreach.models import Delivery, EmailEvent
 from outreach.models import campaigns as k
 from outreach.models import members as m
 from outreach.services import Services
+from tests.members import active_member
 from tests.workers.campaign_helpers import add_members, draft, make_huddle, run_worker
 from web import create_app
 from workers import context, jobs
@@ -88,16 +89,8 @@ def test_email_events_arrive_signed_and_bounces_suppress(live: Services) -> None
             email_from_address="l@example.org",
         )
         for i in range(EMAIL_MEMBERS):
-            member = Member(email=f"p{i}@example.net")
-            session.add(member)
-            session.flush()
-            consent.set_subscription_state(
-                session,
-                member=member,
-                huddle=huddle,
-                channel=m.EMAIL,
-                state=m.ACTIVE,
-                provenance=consent.Provenance(source="form"),
+            active_member(
+                session, huddle, email=f"p{i}@example.net", channel=m.EMAIL, source="form"
             )
         campaign_id = campaigns.create_campaign(
             session,
