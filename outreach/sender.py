@@ -80,6 +80,10 @@ def _never() -> bool:
     return False
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class SendContext:
     """What a batch needs from the process: database, pacing, transports, clock."""
@@ -96,6 +100,10 @@ class SendContext:
     stopping: Callable[[], bool] = _never
     # what a provider error code means (TWILIO_ERROR_POLICY), for callbacks that came early
     error_policy: Mapping[str, ErrorAction] = field(default_factory=lambda: DEFAULT_ERROR_POLICY)
+    # Applies the Twilio webhooks spooled while the database was away (outreach.twilio_spool)
+    # before a group's last consent check: a STOP among them counts before anything goes out,
+    # not when the replay job's turn comes (sends are queued ahead of it).
+    apply_spooled: Callable[[], None] = _nothing
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def pool(self) -> ThreadPoolExecutor:
@@ -535,6 +543,7 @@ def _send_group_paced(
         release_deliveries(ctx, group, cancelled=state == k.CANCELLED, outcome=outcome)
         outcome.stopped = state
         return False
+    ctx.apply_spooled()
     with ctx.sessions() as session:
         blocked = blocked_deliveries(session, huddle, m.SMS, group)
     if blocked:

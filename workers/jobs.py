@@ -77,6 +77,7 @@ def send_context() -> sender.SendContext:
                 default_rate=settings.default_sms_rate,
                 stopping=context.stop_requested,
                 error_policy=parse_error_policy(settings.twilio_error_policy),
+                apply_spooled=_apply_spooled,
             )
         return _send_context
 
@@ -336,6 +337,16 @@ def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
     finally:
         if reschedule:
             schedule_twilio_replay(force=True)
+
+
+def _apply_spooled() -> None:
+    """Before a campaign group goes out: apply what the Twilio webhooks spooled, if anything.
+
+    One Redis call when the spool is empty. When another worker is replaying, this group goes
+    on (that replay is applying it); when the database is still away, so is the group's send.
+    """
+    if context.services().redis.exists(twilio_spool.SPOOL, twilio_spool.REPLAYING):
+        replay_twilio_spool(reschedule=False)  # (Redis keeps no empty list: one call)
 
 
 def schedule_twilio_replay(*, force: bool = False) -> None:

@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from outreach import campaigns, consent
+from outreach import campaigns, consent, twilio_spool
 from outreach.campaigns import CampaignError
+from outreach.inbound import InboundSms
 from outreach.models import Campaign, Delivery, OutboxMessage
 from outreach.models import campaigns as k
 from outreach.models import members as m
@@ -276,3 +277,34 @@ def test_relaunching_never_duplicates_deliveries(services: Services) -> None:
     jobs.enqueue_batches(campaign_id)  # a second set of jobs for the same rows
     run_worker(services)
     assert set(outbox_counts(services).values()) == {1}
+
+
+def test_a_stop_spooled_in_an_outage_counts_before_the_campaign_sends(
+    services: Services,
+) -> None:
+    """The STOP came while the database was away and waits in the spool. Sends are queued
+    ahead of the spool's own replay job, so the sender applies the spool before its last
+    consent check: the member gets the STOP's confirmation, never the campaign."""
+    with services.sessions.begin() as session:
+        huddle = make_huddle(session)
+        stopped, *others = add_members(session, huddle, 3)
+        assert stopped.phone is not None
+    campaign_id = draft(services)
+    jobs.launch_campaign(campaign_id)
+    stop = InboundSms("SM" + "5" * 32, stopped.phone, SENDER, "STOP")
+    twilio_spool.spool_text(services.redis, stop)
+
+    run_worker(services)
+
+    assert services.redis.llen(twilio_spool.SPOOL) == 0
+    with services.sessions() as session:
+        reason = session.scalar(
+            select(Delivery.skip_reason).where(Delivery.address == stopped.phone)
+        )
+        to_stopped = session.scalars(
+            select(OutboxMessage.body).where(OutboxMessage.to_address == stopped.phone)
+        ).all()
+    assert reason == "opted-out"
+    assert len(to_stopped) == 1
+    assert "Rally" not in to_stopped[0]  # the confirmation, not the campaign
+    assert all(outbox_counts(services)[member.phone or ""] == 1 for member in others)
