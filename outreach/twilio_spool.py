@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -153,17 +154,26 @@ class Replayer:
     policy: Mapping[str, ErrorAction] = field(default_factory=lambda: dict(DEFAULT_ERROR_POLICY))
 
 
-def replay(client: redis.Redis, replayer: Replayer, *, limit: int = 1000) -> Replayed:
-    """Try each spooled request once (up to ``limit``), oldest first; stop at an unreachable
-    database.
+def replay(
+    client: redis.Redis,
+    replayer: Replayer,
+    *,
+    limit: int = 1000,
+    seconds: float | None = None,
+) -> Replayed:
+    """Try each spooled request once (up to ``limit``, for up to ``seconds``), oldest first; stop
+    at an unreachable database.
 
     One replay at a time per spool (callers hold a lock): a request moves to ``REPLAYING`` while
     it is applied, and one left there by a crash goes back to the head of the spool first.
     """
     outcome = Replayed()
+    deadline = None if seconds is None else time.monotonic() + seconds
     while client.lmove(REPLAYING, SPOOL, "RIGHT", "LEFT") is not None:
         pass  # a crashed run's request: applying it again is harmless (MessageSid)
     for _ in range(min(limit, int(client.llen(SPOOL)))):  # each request at most once a run
+        if deadline is not None and time.monotonic() > deadline:
+            break
         moved = client.lmove(SPOOL, REPLAYING, "LEFT", "RIGHT")
         if moved is None:
             break

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 ENQUEUE_CHUNK = 1000
 RECONCILE_EVERY = timedelta(minutes=1)
 REPLAY_EVERY = timedelta(seconds=15)  # a STOP spooled in a database outage applies this soon after
+REPLAY_SECONDS = 10.0  # each replay run's time budget (about 8,000 texts on SQLite here)
+REPLAY_LIMIT = 1_000_000
 CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim older than this belongs to a dead worker
 RESULT_TTL = 0  # results are in the database; keep Redis small
 
@@ -314,8 +316,9 @@ def _keep_one_chain(key: str, every: timedelta, job: Callable[..., Any], force: 
 
 def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
     """Apply the Twilio webhooks spooled while the database was away (one replay at a time);
-    then schedule the next run."""
+    then schedule the next run: at once while a backlog drains, else in REPLAY_EVERY."""
     svc = context.services()
+    draining = False
     try:
         lock = svc.redis.lock("outreach:twilio:replay-lock", timeout=600)
         if not lock.acquire(blocking=False):
@@ -328,15 +331,20 @@ def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
                 default_region=svc.settings.default_region,
                 policy=parse_error_policy(svc.settings.twilio_error_policy),
             )
-            result = twilio_spool.replay(svc.redis, replayer)
+            # After a long outage the spool may hold many minutes of traffic: drain it for a
+            # time budget, not a fixed count, and go on at once while it applies.
+            result = twilio_spool.replay(
+                svc.redis, replayer, limit=REPLAY_LIMIT, seconds=REPLAY_SECONDS
+            )
         finally:
             lock.release()
+        draining = result.waiting > 0 and (result.applied + result.unchanged) > 0
         if result.applied or result.dead:
             log.info("twilio spool: %s", result)
         return dataclasses.asdict(result)
     finally:
         if reschedule:
-            schedule_twilio_replay(force=True)
+            schedule_twilio_replay(force=True, soon=draining)
 
 
 def _apply_spooled() -> None:
@@ -349,5 +357,6 @@ def _apply_spooled() -> None:
         replay_twilio_spool(reschedule=False)  # (Redis keeps no empty list: one call)
 
 
-def schedule_twilio_replay(*, force: bool = False) -> None:
-    _keep_one_chain("outreach:twilio:replay-scheduled", REPLAY_EVERY, replay_twilio_spool, force)
+def schedule_twilio_replay(*, force: bool = False, soon: bool = False) -> None:
+    every = timedelta(seconds=1) if soon else REPLAY_EVERY
+    _keep_one_chain("outreach:twilio:replay-scheduled", every, replay_twilio_spool, force)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,3 +285,31 @@ def test_an_entry_that_is_not_a_request_is_set_aside_unread(
     ]
     assert cli.invoke(main, ["spool", "retry"]).output.startswith("0 back in the spool")
     assert services.redis.llen(twilio_spool.DEAD) == 1
+
+
+def test_a_backlog_drains_run_after_run_and_an_empty_spool_waits(
+    services: Services, logan: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a long outage: each run has a budget, and while texts apply the next starts at
+    once; an empty spool is looked at again in 15 s."""
+    for body in ("one", "two", "three"):
+        twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, body))
+    assert replay_in(services, seconds=0).applied == 0  # out of time before the first
+    monkeypatch.setattr(jobs, "REPLAY_LIMIT", 2)  # a budget that ends with one left
+    registry = ScheduledJobRegistry(DEFAULT_QUEUE, connection=services.redis)
+
+    before = time.time()
+    assert jobs.replay_twilio_spool()["waiting"] == 1
+    (soon,) = registry.get_job_ids()
+    assert registry.get_scheduled_time(soon).timestamp() < before + 3
+    registry.remove(soon, delete_job=True)
+
+    assert jobs.replay_twilio_spool()["waiting"] == 0
+    (later,) = registry.get_job_ids()
+    assert registry.get_scheduled_time(later).timestamp() > before + 10
+
+
+def replay_in(services: Services, *, seconds: float) -> twilio_spool.Replayed:
+    transport = SandboxSmsTransport(services.settings, services.sessions)
+    replayer = twilio_spool.Replayer(services.sessions, services.held, transport)
+    return twilio_spool.replay(services.redis, replayer, seconds=seconds)
