@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 ENQUEUE_CHUNK = 1000
 RECONCILE_EVERY = timedelta(minutes=1)
 REPLAY_EVERY = timedelta(seconds=15)  # a STOP spooled in a database outage applies this soon after
-REPLAY_SECONDS = 10.0  # each replay run's time budget (about 8,000 texts on SQLite here)
+REPLAY_SECONDS = 10.0  # a replay run's time budget (about 10,000 texts on SQLite here)
 REPLAY_LIMIT = 1_000_000
 CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim older than this belongs to a dead worker
 RESULT_TTL = 0  # results are in the database; keep Redis small
