@@ -51,6 +51,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 READ_ONLY = "outreach_read_only"  # execution option of read_sessions' engine: see _sqlite_begin
 
+# Connection info: this SQLite connection's busy timeout is 0 while it is held (HeldConnections).
+# Only BEGIN IMMEDIATE waits for the lock, and once a write transaction has it, in WAL mode its
+# statements do not wait for other connections: the two PRAGMAs around each BEGIN that set the
+# timeout off and back cost more than the BEGIN itself.
+WAITS_AT_BEGIN_ONLY = "outreach_waits_at_begin_only"
+
 
 def _sqlite_begin(connection: Connection) -> None:
     """BEGIN IMMEDIATE: take the write lock now, waiting for it up to BUSY_TIMEOUT_MS.
@@ -74,14 +80,14 @@ def _sqlite_begin(connection: Connection) -> None:
         if read_only:
             driver.execute("BEGIN DEFERRED")
             return
-        _begin_immediate(driver, dbapi)
+        _begin_immediate(driver, dbapi, timeout_off=info.get(WAITS_AT_BEGIN_ONLY, False))
     except dbapi.Error as error:
         raise exc.DBAPIError.instance(
             "BEGIN IMMEDIATE", (), error, dbapi.Error, dialect=connection.dialect
         ) from error
 
 
-def _begin_immediate(driver: Any, dbapi: Any) -> None:
+def _begin_immediate(driver: Any, dbapi: Any, *, timeout_off: bool) -> None:
     """Wait for the write lock with short sleeps first, then longer ones, up to the busy timeout.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries: a webhook whose
@@ -89,9 +95,11 @@ def _begin_immediate(driver: Any, dbapi: Any) -> None:
     with a few web processes the CPU idles while requests queue (bench/inbound_webhook.py: 77%
     busy, against 85% and 12% more texts/s with these sleeps). Here the first retry comes after
     0.1 ms, each wait half as long again as the last, up to 20 ms. Only BEGIN waits this way: the
-    busy timeout is back for every statement of the transaction.
+    busy timeout is back for every statement of the transaction, but on a connection that keeps
+    it off (``timeout_off``: see :data:`WAITS_AT_BEGIN_ONLY`).
     """
-    driver.execute("PRAGMA busy_timeout=0")  # fail at once when the lock is taken
+    if not timeout_off:
+        driver.execute("PRAGMA busy_timeout=0")  # fail at once when the lock is taken
     try:
         deadline = None
         delay = 0.0001
@@ -109,7 +117,8 @@ def _begin_immediate(driver: Any, dbapi: Any) -> None:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.02)
     finally:
-        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if not timeout_off:
+            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -148,6 +157,23 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _set_busy_timeout(connection: Connection, milliseconds: int) -> None:
+    """A SQLite connection's busy timeout, noted in its info (:data:`WAITS_AT_BEGIN_ONLY`)."""
+    driver: Any = connection.connection.driver_connection
+    driver.execute(f"PRAGMA busy_timeout={milliseconds}")
+    connection.connection.info[WAITS_AT_BEGIN_ONLY] = milliseconds == 0
+
+
+def _give_back(connection: Connection) -> None:
+    """Return a held connection to the pool as the pool's others are: with the busy timeout."""
+    if connection.dialect.name == "sqlite" and not (connection.closed or connection.invalidated):
+        try:
+            _set_busy_timeout(connection, BUSY_TIMEOUT_MS)
+        except connection.dialect.loaded_dbapi.Error:
+            connection.invalidate()  # not in a state to be used again: the pool discards it
+    connection.close()
+
+
 class HeldConnections:
     """One connection per thread, kept checked out between transactions: the webhook's hot path.
 
@@ -158,6 +184,9 @@ class HeldConnections:
     server, a closed file), so the request that met a dead connection fails, Twilio retries it,
     and the retry gets a working one. After a fork the child holds its own (the parent's stay the
     parent's). ``close`` returns them all.
+
+    On SQLite a held connection keeps its busy timeout off (:data:`WAITS_AT_BEGIN_ONLY`) and
+    gets it back when it returns to the pool.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -183,6 +212,8 @@ class HeldConnections:
         if connection is None or connection.closed or self._local.pid != pid:
             self._release_orphans(pid)
             connection = self.engine.connect()
+            if connection.dialect.name == "sqlite":
+                _set_busy_timeout(connection, 0)
             with self._lock:
                 self._all.append((pid, threading.current_thread(), connection))
             self._local.connection, self._local.pid = connection, pid
@@ -198,13 +229,13 @@ class HeldConnections:
             ended = [c for p, t, c in self._all if p == pid and not t.is_alive()]
             self._all = [(p, t, c) for p, t, c in self._all if p != pid or t.is_alive()]
         for connection in ended:
-            connection.close()
+            _give_back(connection)
 
     def _release(self, connection: Connection) -> None:
         with self._lock:
             self._all = [(p, t, c) for p, t, c in self._all if c is not connection]
         self._local.connection = None
-        connection.close()
+        _give_back(connection)
 
     def close(self) -> None:
         """Return this process's connections to the pool (a parent's are not the child's)."""
@@ -213,4 +244,4 @@ class HeldConnections:
             mine = [c for p, _, c in self._all if p == pid]
             self._all = []
         for connection in mine:
-            connection.close()
+            _give_back(connection)

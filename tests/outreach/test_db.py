@@ -91,6 +91,33 @@ def test_held_connections_of_ended_threads_go_back_to_the_pool(tmp_path: Path) -
     engine.dispose()
 
 
+def test_a_held_connection_waits_at_begin_and_goes_back_with_the_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """Held connections keep the busy timeout off (no PRAGMA pair around each BEGIN): BEGIN still
+    waits for the lock, and the pool gets the connection back as it lent it."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'held.db'}", pool_size=2, max_overflow=0)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    held = db.HeldConnections(engine)
+    taken = threading.Event()
+    holder = _hold_write_lock(engine, 0.3, taken)
+    started = time.monotonic()
+    with held.begin() as connection:
+        waited = time.monotonic() - started
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar_one() == 0
+    holder.join()
+    assert waited >= 0.2
+    held.close()
+    with engine.connect() as first, engine.connect() as second:  # the pool's two, the held one too
+        for connection in (first, second):
+            driver = connection.connection.driver_connection  # no transaction: no write lock
+            assert driver.execute("PRAGMA busy_timeout").fetchone() == (db.BUSY_TIMEOUT_MS,)
+            assert not connection.connection.info.get(db.WAITS_AT_BEGIN_ONLY)
+    engine.dispose()
+
+
 def test_a_read_only_session_holds_no_lock_and_cannot_write(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
