@@ -44,6 +44,7 @@ from outreach.models import Huddle, InboundMessage, Member, Subscription
 from outreach.models import consent as c
 from outreach.models import huddles as h
 from outreach.models import members as m
+from outreach.models.messaging import HINTED, UNKNOWN_SENDER
 from outreach.phones import mask_phone, try_normalize_phone
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,9 @@ HINT_INTERVAL = timedelta(days=1)
 _ZIP = re.compile(r"^\d{5}(?:-?\d{4})?$")
 
 # Intent values stored on inbound_messages beyond the classifier's
+# (and UNKNOWN_SENDER, from outreach.models.messaging: its hint index names it)
 IGNORED = "ignored"  # not from a phone number we can text (short code, alphanumeric, garbage)
 PROFILE = "profile"  # an answer in the profile conversation
-UNKNOWN_SENDER = "unknown"  # a number we have never seen, texting something that is not a keyword
 _ROUTINE_INTENTS = frozenset([Intent.OTHER.value, Intent.SKIP.value, Intent.HELP.value, PROFILE])
 
 # Parsing and validating a number costs as much as the database work of a reply; the numbers we
@@ -772,7 +773,7 @@ class _Statements:
     def hinted_since(self, phone: str, since: datetime) -> bool:
         """Whether this number got the how-to-join hint since then (once a day at most)."""
         p = self.p
-        (rows,) = self._run((p.hinted, (phone, UNKNOWN_SENDER, p.bind_time(since))))
+        (rows,) = self._run((p.hinted, (phone, p.bind_time(since))))
         return bool(rows)
 
     def finish(self, inbound: _Inbound, outcome: InboundResult) -> None:
@@ -922,9 +923,9 @@ class _Prepared:
             else None
         )
         insert_member = sql("INSERT INTO members (phone, created_at) VALUES (?, ?) RETURNING id")
-        hinted = sql(
-            """SELECT id FROM inbound_messages WHERE from_e164 = ? AND intent = ?
-            AND reply_text IS NOT NULL AND received_at >= ? LIMIT 1"""
+        hinted = sql(  # HINTED word for word: the partial index's predicate, a constant
+            f"""SELECT id FROM inbound_messages WHERE from_e164 = ? AND {HINTED}
+            AND received_at >= ? LIMIT 1"""  # noqa: S608
         )
         return cls(
             claim=claim,

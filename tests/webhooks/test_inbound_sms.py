@@ -10,7 +10,7 @@ import time_machine
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from outreach import consent
+from outreach import consent, inbound
 from outreach.huddles import create_huddle
 from outreach.models import (
     ConsentEvent,
@@ -289,10 +289,33 @@ def test_a_member_on_file_is_recognized_without_revalidating_the_number(
         assert ignored.from_e164 is None
 
 
-def test_strangers_get_one_join_hint_a_day(phone: Phone) -> None:
-    first = phone.text("hello who is this")
-    assert "text a group keyword like" in first
-    assert phone.text("hello??") == ""
+def test_strangers_get_one_join_hint_a_day(phone: Phone, client: FlaskClient) -> None:
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        assert "text a group keyword like" in phone.text("hello who is this")
+    with time_machine.travel(start + timedelta(hours=23), tick=False):
+        assert phone.text("hello??") == ""
+        other = Phone(client, "+16175550112", LOGAN_NUMBER)  # the hint is per number
+        assert "text a group keyword like" in other.text("hi")
+    with time_machine.travel(start + timedelta(hours=24, minutes=1), tick=False):
+        assert "text a group keyword like" in phone.text("still there?")
+        assert phone.text("hello?") == ""
+
+
+def test_the_hint_check_reads_the_hint_index(services: Services) -> None:
+    """Only texts answered with the hint are indexed by number (an index on every text's number
+    cost each text a page written): the check must name the index's predicate word for word, or
+    it scans every text ever received."""
+    dialect = services.engine.dialect
+    query = inbound._Prepared.for_dialect(dialect).hinted
+    with services.engine.connect() as connection:
+        if dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            rows = connection.exec_driver_sql(f"EXPLAIN {query}", (MARIA, datetime.now(UTC)))
+        else:
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", (MARIA, "2026"))
+        plan = " ".join(str(value) for row in rows for value in row)
+    assert "ix_inbound_messages_hints" in plan, plan
 
 
 def test_the_join_hint_names_the_program_only_when_the_number_has_one(
