@@ -162,8 +162,12 @@ def handle_inbound(
     attempt = 1
     while True:
         try:
+            # The huddles on the number texted are configuration, not consent: read before the
+            # transaction, on SQLite they are read without holding the database's write lock.
+            with connections.outside_transaction() as connection:
+                huddles = _Statements.on(connection).huddles(to_e164, sms.messaging_service_sid)
             with connections.begin() as connection:
-                return _apply(connection, sms, sender, to_e164, early)
+                return _apply(connection, sms, sender, to_e164, early, huddles)
         except IntegrityError:
             if attempt == _ATTEMPTS:
                 raise
@@ -198,6 +202,7 @@ def _apply(
     sender: _Sender,
     to_e164: str,
     early: _EarlyClassification,
+    huddles: _Huddles,
 ) -> InboundResult:
     """The text's work in the transaction: read, decide, then claim the MessageSid and write.
 
@@ -209,7 +214,7 @@ def _apply(
     """
     sql = _Statements.on(connection)
     inbound = _Inbound(received_at=utcnow())
-    from_e164, first = sql.read(sender, to_e164, sms.messaging_service_sid)
+    from_e164, first = sql.read(sender, huddles)
     if from_e164 is None or first is None:
         outcome = InboundResult(IGNORED, None)
         if not sql.claim(sms, from_e164, to_e164, inbound, outcome):
@@ -524,11 +529,14 @@ class _Snapshot:
         return found
 
 
+_Huddles = dict[int, tuple["_Row", list[str]]]  # huddle id -> (columns, keywords), by id
+
+
 @dataclass(frozen=True)
 class _FirstRead:
     """The huddles on the number texted (id -> columns, keywords), the member, their SMS subs."""
 
-    huddles: dict[int, tuple[_Row, list[str]]]
+    huddles: _Huddles
     member: _Row | None
     subscriptions: list[_Row]
 
@@ -594,21 +602,35 @@ class _Statements:
             for cursor in cursors:
                 cursor.close()
 
-    def read(
-        self, sender: _Sender, to_e164: str, service: str | None
-    ) -> tuple[str | None, _FirstRead | None]:
+    def huddles(self, to_e164: str, service: str | None) -> _Huddles:
+        """The huddles on the number texted (or its Messaging Service): id -> columns, keywords."""
+        p = self.p
+        query, params = (
+            (p.huddles_or_service, (to_e164, service)) if service else (p.huddles, (to_e164,))
+        )
+        (rows,) = self._run((query, params))
+        types = p.result_types[query]
+        columns = p.huddle_columns
+        width = len(columns)
+        huddles: _Huddles = {}
+        for row in rows:  # ordered by huddle id, then keyword
+            huddle = huddles.get(row[0])
+            if huddle is None:
+                huddle = huddles[row[0]] = (_Row(columns, row[:width], types[:width]), [])
+            if row[width] is not None:
+                huddle[1].append(row[width])
+        return huddles
+
+    def read(self, sender: _Sender, huddles: _Huddles) -> tuple[str | None, _FirstRead | None]:
         """The sender's E.164 and what the text is decided from; (None, None): not a phone.
 
         The member is read by the number as Twilio sent it when it has E.164's shape (see
-        :class:`_Sender`); then the huddles on the number texted (or its Messaging Service).
+        :class:`_Sender`).
         """
-        p = self.p
         from_e164, member_rows = self._member(sender)
         if from_e164 is None:
             return None, None
-        huddles = (p.huddles_or_service, (to_e164, service)) if service else (p.huddles, (to_e164,))
-        (huddle_rows,) = self._run(huddles)
-        return from_e164, self._first_read(huddles[0], huddle_rows, member_rows)
+        return from_e164, self._first_read(huddles, member_rows)
 
     def claim(
         self,
@@ -687,23 +709,8 @@ class _Statements:
         (rows,) = self._run((p.member, (m.SMS, phone)))
         return rows
 
-    def _first_read(
-        self,
-        huddle_sql: str,
-        huddle_rows: list[tuple[Any, ...]],
-        member_rows: list[tuple[Any, ...]],
-    ) -> _FirstRead:
+    def _first_read(self, huddles: _Huddles, member_rows: list[tuple[Any, ...]]) -> _FirstRead:
         p = self.p
-        types = p.result_types[huddle_sql]
-        columns = p.huddle_columns
-        width = len(columns)
-        huddles: dict[int, tuple[_Row, list[str]]] = {}
-        for row in huddle_rows:  # ordered by huddle id, then keyword
-            huddle = huddles.get(row[0])
-            if huddle is None:
-                huddle = huddles[row[0]] = (_Row(columns, row[:width], types[:width]), [])
-            if row[width] is not None:
-                huddle[1].append(row[width])
         if not member_rows:
             return _FirstRead(huddles, None, [])
         types = p.result_types[p.member]
