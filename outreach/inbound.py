@@ -5,13 +5,13 @@ answer), then opt-out (committed before the webhook answers), then HELP, join ke
 confirmations, START, the profile conversation, and last the inbox. An opt-out is never swallowed
 by a conversation or a keyword.
 
-This is the webhook's hot path (bench/inbound_webhook.py measures it). The pure work comes first,
-outside the transaction (on SQLite, outside the database's one write lock): normalizing the number
-texted, and classifying the text with the keywords last seen on it (:class:`_EarlyClassification`,
-checked against the keywords the transaction reads). The sender's number is validated only when no
-member has it on file (:class:`_Sender`). The transaction reads first, with plain SQL
-(:class:`_Statements`): the member with their SMS subscriptions, and the huddles on the number
-texted with their keywords (:class:`_Snapshot`). Every text is decided from that snapshot
+This is the webhook's hot path (bench/inbound_webhook.py measures it). The work that needs no
+consent state comes first, outside the transaction (on SQLite, outside the database's one write
+lock): normalizing the number texted, reading the huddles on it with their keywords (configuration
+an organizer changes, not consent), and classifying the text with those keywords. The sender's
+number is validated only when no member has it on file (:class:`_Sender`). The transaction reads
+first, with plain SQL (:class:`_Statements`): the member with their SMS subscriptions
+(:class:`_Snapshot`, with the huddles). Every text is decided from that snapshot
 (:func:`_decide`; a stranger's once-a-day hint reads once more), claims its MessageSid with its
 row complete (a new number's join completes it once the member exists), and sends its few writes
 as plain SQL. A text that changes consent (STOP, a join keyword, YES, START) writes the rows
@@ -63,12 +63,6 @@ _ROUTINE_INTENTS = frozenset([Intent.OTHER.value, Intent.SKIP.value, Intent.HELP
 # are texted on are few, and a member's texts come in runs (JOIN, YES, name, zip, replies).
 _normalize_phone = functools.lru_cache(maxsize=4096)(try_normalize_phone)
 
-# The keywords last read for each number texted (and Messaging Service), in the order the
-# transaction reads them. A text is classified with them before its transaction, outside SQLite's
-# write lock, and again inside only when the keywords read there differ (one was added or removed).
-_KEYWORDS_SEEN: dict[tuple[str, str | None], tuple[str, ...]] = {}
-_KEYWORDS_SEEN_MAX = 1024  # numbers we are texted on are few; a bound all the same
-
 
 _E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -91,30 +85,6 @@ class _Sender:
 
     def normalized(self) -> str | None:
         return _normalize_phone(self.raw, self.region)
-
-
-@dataclass(frozen=True)
-class _EarlyClassification:
-    """A text classified with the keywords last seen on its number, before the transaction."""
-
-    seen_key: tuple[str, str | None]
-    keywords: tuple[str, ...]
-    result: Classification
-
-    @classmethod
-    def of(cls, body: str, to_e164: str, service: str | None) -> _EarlyClassification:
-        key = (to_e164, service)
-        keywords = _KEYWORDS_SEEN.get(key, ())
-        return cls(key, keywords, classify(body, keywords))
-
-    def result_for(self, keywords: tuple[str, ...], body: str) -> Classification:
-        """The classification with the keywords read in the transaction."""
-        if keywords == self.keywords:
-            return self.result
-        if len(_KEYWORDS_SEEN) >= _KEYWORDS_SEEN_MAX:
-            _KEYWORDS_SEEN.clear()
-        _KEYWORDS_SEEN[self.seen_key] = keywords
-        return classify(body, keywords)
 
 
 @dataclass(frozen=True)
@@ -158,16 +128,16 @@ def handle_inbound(
     # Pure work first: on SQLite the transaction below holds the database's write lock.
     sender = _Sender(sms.from_raw, default_region)
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
-    early = _EarlyClassification.of(sms.body, to_e164, sms.messaging_service_sid)
     attempt = 1
     while True:
         try:
-            # The huddles on the number texted are configuration, not consent: read before the
-            # transaction, on SQLite they are read without holding the database's write lock.
+            # Configuration, not consent: read and used outside the write transaction.
             with connections.outside_transaction() as connection:
                 huddles = _Statements.on(connection).huddles(to_e164, sms.messaging_service_sid)
+            keywords = tuple(k for _, words in huddles.values() for k in words)
+            result = classify(sms.body, keywords)
             with connections.begin() as connection:
-                return _apply(connection, sms, sender, to_e164, early, huddles)
+                return _apply(connection, sms, sender, to_e164, huddles, result)
         except IntegrityError:
             if attempt == _ATTEMPTS:
                 raise
@@ -201,8 +171,8 @@ def _apply(
     sms: InboundSms,
     sender: _Sender,
     to_e164: str,
-    early: _EarlyClassification,
     huddles: _Huddles,
+    result: Classification,
 ) -> InboundResult:
     """The text's work in the transaction: read, decide, then claim the MessageSid and write.
 
@@ -222,7 +192,6 @@ def _apply(
         log.info("inbound %s from a non-number sender ignored", sms.message_sid)
         return outcome
     snapshot = _Snapshot(first)
-    result = early.result_for(tuple(snapshot.keyword_huddles), sms.body)
     intent = _intent_with_opt_out_type(result, sms.opt_out_type)
     outcome, writes = _decide(snapshot, sql, inbound, intent, result, sms, to_e164, from_e164)
     # A join by a number we have not met names the member it creates: claim first, finish after.
