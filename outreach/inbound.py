@@ -136,7 +136,7 @@ def handle_inbound(
                 huddles = _Statements.on(connection).huddles(to_e164, sms.messaging_service_sid)
             keywords = tuple(k for _, words in huddles.values() for k in words)
             result = classify(sms.body, keywords)
-            with connections.begin() as connection:
+            with connections.begin_on_driver() as connection:
                 return _apply(connection, sms, sender, to_e164, huddles, result)
         except IntegrityError:
             if attempt == _ATTEMPTS:

@@ -153,3 +153,57 @@ def test_a_connection_read_only_once_writes_again_from_the_pool(tmp_path: Path) 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
     engine.dispose()
+
+
+def test_begin_on_driver_commits_rolls_back_and_writes_after_a_read_session(
+    tmp_path: Path,
+) -> None:
+    """The inbound webhook's transaction, on the driver alone: the same outcomes as ``begin``,
+    on a pooled connection a read session left query-only."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_size=1, max_overflow=0)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with db.make_read_session_factory(engine)() as session:  # the pool's one connection
+        assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+    held = db.HeldConnections(engine)
+    with held.begin_on_driver() as connection:
+        connection.connection.driver_connection.execute("INSERT INTO t VALUES (1)")
+
+    def fail() -> None:
+        with held.begin_on_driver() as connection:
+            connection.connection.driver_connection.execute("INSERT INTO t VALUES (2)")
+            raise RuntimeError("the text's work failed")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    held.close()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT x FROM t")).scalars().all() == [1]
+    engine.dispose()
+
+
+def test_begin_on_driver_gives_up_as_begin_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held past the busy timeout: SQLAlchemy's OperationalError (what the Twilio spool
+    waits out), and the connection goes back to the pool."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'two.db'}", pool_size=2, max_overflow=0)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    held = db.HeldConnections(engine)
+    taken = threading.Event()
+    holder = _hold_write_lock(engine, 1.0, taken)
+    try:
+        with (
+            pytest.raises(exc.OperationalError, match="database is locked"),
+            held.begin_on_driver(),
+        ):
+            pass
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined] - the holder's only
+    finally:
+        holder.join()
+    with held.begin_on_driver() as connection:
+        connection.connection.driver_connection.execute("INSERT INTO t VALUES (2)")
+    held.close()
+    engine.dispose()
