@@ -12,12 +12,16 @@ from sqlalchemy import Engine, exc, text
 from outreach import db
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'lock.db'}")
+def _engine_with_table(path: Path, **pool: int) -> Engine:
+    engine = db.make_engine(f"sqlite:///{path}", **pool)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE t (x INTEGER)"))
     return engine
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return _engine_with_table(tmp_path / "lock.db")
 
 
 def _hold_write_lock(engine: Engine, seconds: float, taken: threading.Event) -> threading.Thread:
@@ -96,9 +100,7 @@ def test_a_held_connection_waits_at_begin_and_goes_back_with_the_busy_timeout(
 ) -> None:
     """Held connections keep the busy timeout off (no PRAGMA pair around each BEGIN): BEGIN still
     waits for the lock, and the pool gets the connection back as it lent it."""
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'held.db'}", pool_size=2, max_overflow=0)
-    with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    engine = _engine_with_table(tmp_path / "held.db", pool_size=2, max_overflow=0)
     held = db.HeldConnections(engine)
     taken = threading.Event()
     holder = _hold_write_lock(engine, 0.3, taken)
@@ -141,9 +143,7 @@ def test_a_read_only_session_holds_no_lock_and_cannot_write(
 
 
 def test_a_connection_read_only_once_writes_again_from_the_pool(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_size=1, max_overflow=0)
-    with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    engine = _engine_with_table(tmp_path / "one.db", pool_size=1, max_overflow=0)
     reads, writes = db.make_read_session_factory(engine), db.make_session_factory(engine)
     for _ in range(2):  # the pool's one connection, back and forth
         with reads() as session:
@@ -160,9 +160,7 @@ def test_begin_on_driver_commits_rolls_back_and_writes_after_a_read_session(
 ) -> None:
     """The inbound webhook's transaction, on the driver alone: the same outcomes as ``begin``,
     on a pooled connection a read session left query-only."""
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_size=1, max_overflow=0)
-    with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    engine = _engine_with_table(tmp_path / "one.db", pool_size=1, max_overflow=0)
     with db.make_read_session_factory(engine)() as session:  # the pool's one connection
         assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
     held = db.HeldConnections(engine)
@@ -188,9 +186,7 @@ def test_begin_on_driver_gives_up_as_begin_does(
     """A lock held past the busy timeout: SQLAlchemy's OperationalError (what the Twilio spool
     waits out), and the connection goes back to the pool."""
     monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'two.db'}", pool_size=2, max_overflow=0)
-    with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    engine = _engine_with_table(tmp_path / "two.db", pool_size=2, max_overflow=0)
     held = db.HeldConnections(engine)
     taken = threading.Event()
     holder = _hold_write_lock(engine, 1.0, taken)
