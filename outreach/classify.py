@@ -657,20 +657,21 @@ def _match_keyword_words(words: _Phrase, keywords: Iterable[str]) -> str | None:
     for keyword, key in usable:
         if key in candidates:
             return keyword
-    # One typo, only for long keywords, and never for a text that means something by itself.
+    # One typo, only for long keywords, and never for a text that means something by itself
+    # (checked only when one keyword is that close: most texts are near none).
     typo = "".join(rest)
-    if (
+    found: dict[str, str] = {}
+    for keyword, key in usable:
+        if len(key) >= FUZZY_KEYWORD_MIN_LENGTH and _within_one_edit(typo, key):
+            found.setdefault(key, keyword)
+    if len(found) != 1 or (
         typo in _RESERVED_COMPACT
         or _looks_like_opt_out_typo(typo)
         or _opt_out_rank(rest) != _NO_PARSE
         or _command(rest) is not None
     ):
         return None
-    found: dict[str, str] = {}
-    for keyword, key in usable:
-        if len(key) >= FUZZY_KEYWORD_MIN_LENGTH and _within_one_edit(typo, key):
-            found.setdefault(key, keyword)
-    return next(iter(found.values())) if len(found) == 1 else None
+    return next(iter(found.values()))
 
 
 def match_keyword(text: str, keywords: Iterable[str]) -> str | None:
