@@ -248,20 +248,6 @@ class HeldConnections:
             self._release(connection)  # the pool rolls the transaction back as it takes it
             raise
 
-    @contextmanager
-    def outside_transaction(self) -> Iterator[Connection]:
-        """This thread's connection for reads that need no transaction of their own.
-
-        On SQLite each statement then reads its own snapshot and takes no write lock; on
-        PostgreSQL the reads open the transaction ``begin`` goes on with.
-        """
-        connection = self._connection()
-        try:
-            yield connection
-        except BaseException:
-            self._release(connection)
-            raise
-
     def _connection(self) -> Connection:
         pid = os.getpid()
         connection: Connection | None = getattr(self._local, "connection", None)

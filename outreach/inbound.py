@@ -7,11 +7,13 @@ by a conversation or a keyword.
 
 This is the webhook's hot path (bench/inbound_webhook.py measures it). The work that needs no
 consent state comes first, outside the transaction (on SQLite, outside the database's one write
-lock): normalizing the number texted, reading the huddles on it with their keywords (configuration
-an organizer changes, not consent), and classifying the text with those keywords. The sender's
-number is validated only when no member has it on file (:class:`_Sender`). The transaction reads
-first, with plain SQL (:class:`_Statements`): the member with their SMS subscriptions
-(:class:`_Snapshot`, with the huddles). Every text is decided from that snapshot
+lock): normalizing the number texted, and classifying the text with the keywords of the huddles
+on it as this process last read them (:class:`_NumberHuddles`: configuration an organizer changes,
+not consent). The sender's number is validated only when no member has it on file
+(:class:`_Sender`). The transaction reads first, with plain SQL (:class:`_Statements`): the
+huddles' stamp, which triggers change with every write to the huddles or their keywords (the
+huddles are read and the text classified again only if it moved), then the member with their SMS
+subscriptions (:class:`_Snapshot`, with the huddles). Every text is decided from that snapshot
 (:func:`_decide`; a stranger's once-a-day hint reads once more), claims its MessageSid with its
 row complete (a new number's join completes it once the member exists), and sends its few writes
 as plain SQL. A text that changes consent (STOP, a join keyword, YES, START) writes the rows
@@ -28,12 +30,13 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, Column, Connection, Dialect, inspect
+from sqlalchemy import Boolean, Column, Connection, Dialect, Engine, inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from outreach import copy
@@ -128,16 +131,25 @@ def handle_inbound(
     # Pure work first: on SQLite the transaction below holds the database's write lock.
     sender = _Sender(sms.from_raw, default_region)
     to_e164 = _normalize_phone(sms.to, default_region) or sms.to
+    directory = _directory(connections.engine)
+    number = (to_e164, sms.messaging_service_sid)
     attempt = 1
     while True:
         try:
-            # Configuration, not consent: read and used outside the write transaction.
-            with connections.outside_transaction() as connection:
-                huddles = _Statements.on(connection).huddles(to_e164, sms.messaging_service_sid)
-            keywords = tuple(k for _, words in huddles.values() for k in words)
-            result = classify(sms.body, keywords)
+            # Configuration, not consent: the huddles on the number as this process last read
+            # them, checked by their stamp inside the transaction (read again if it moved).
+            known = directory.get(number)
+            result = classify(sms.body, known.keywords) if known is not None else None
             with connections.begin_on_driver() as connection:
-                return _apply(connection, sms, sender, to_e164, huddles, result)
+                sql = _Statements.on(connection)
+                stamp = sql.directory_stamp()
+                if known is None or known.stamp != stamp:
+                    known = _NumberHuddles(stamp, sql.huddles(*number))
+                    _remember(directory, number, known)
+                    result = None
+                if result is None:  # classified here only when the huddles were just read
+                    result = classify(sms.body, known.keywords)
+                return _apply(sql, sms, sender, to_e164, known, result)
         except IntegrityError:
             if attempt == _ATTEMPTS:
                 raise
@@ -146,6 +158,52 @@ def handle_inbound(
 
 
 _ATTEMPTS = 3  # a text that met a concurrent one's new member or subscription: tries in all
+
+
+class _NumberHuddles:
+    """The huddles on one number texted (or its Messaging Service), as read at one stamp.
+
+    Kept between texts by each process (:func:`_directory`) and shared by its threads: nothing
+    here changes after it is built but the huddles' copy objects, built once when first asked.
+    """
+
+    def __init__(self, stamp: int | None, huddles: _Huddles) -> None:
+        self.stamp = stamp  # None: the stamp row is missing, so this is never reused
+        # by id, keywords by keyword: in the order the read returned them (id, keyword)
+        self.rows = {huddle_id: row for huddle_id, (row, _) in huddles.items()}
+        self.keywords_by_huddle = {huddle_id: words for huddle_id, (_, words) in huddles.items()}
+        self.huddle_by_keyword = {k: hid for hid, (_, words) in huddles.items() for k in words}
+        self.keywords = tuple(self.huddle_by_keyword)
+        self._copy_huddles: dict[int, Huddle] = {}
+
+    def copy_huddle(self, huddle_id: int) -> Huddle:
+        """A huddle's columns as a Huddle in no session: what its copy (``outreach.copy``) reads."""
+        found = self._copy_huddles.get(huddle_id)
+        if found is None:
+            found = Huddle(**self.rows[huddle_id].attributes())
+            self._copy_huddles[huddle_id] = found
+        return found
+
+
+_Directory = dict[tuple[str, str | None], _NumberHuddles]
+_DIRECTORIES: weakref.WeakKeyDictionary[Engine, _Directory] = weakref.WeakKeyDictionary()
+_DIRECTORY_LIMIT = 1024  # numbers kept per process; Twilio only posts ours (signed), so a few
+
+
+def _directory(engine: Engine) -> _Directory:
+    """This process's huddles by number texted, for one database."""
+    directory = _DIRECTORIES.get(engine)
+    if directory is None:
+        directory = _DIRECTORIES.setdefault(engine, {})
+    return directory
+
+
+def _remember(directory: _Directory, number: tuple[str, str | None], known: _NumberHuddles) -> None:
+    if known.stamp is None:
+        return
+    if len(directory) >= _DIRECTORY_LIMIT:
+        directory.clear()
+    directory[number] = known
 
 
 def storable(text: str, limit: int) -> str:
@@ -167,11 +225,11 @@ class _Inbound:
 
 
 def _apply(
-    connection: Connection,
+    sql: _Statements,
     sms: InboundSms,
     sender: _Sender,
     to_e164: str,
-    huddles: _Huddles,
+    huddles: _NumberHuddles,
     result: Classification,
 ) -> InboundResult:
     """The text's work in the transaction: read, decide, then claim the MessageSid and write.
@@ -182,7 +240,6 @@ def _apply(
     that finds the MessageSid taken is a duplicate, answered as the first delivery was; nothing
     else is written.
     """
-    sql = _Statements.on(connection)
     inbound = _Inbound(received_at=utcnow())
     from_e164, first = sql.read(sender, huddles)
     if from_e164 is None or first is None:
@@ -270,7 +327,7 @@ def _decide(
         huddle = snapshot.transient_huddle(primary) if primary is not None else None
         return InboundResult(intent.value, copy.help_text(huddle)), _Writes()
     if intent is Intent.JOIN and result.keyword is not None:
-        return _decide_join(snapshot, inbound, snapshot.keyword_huddles[result.keyword])
+        return _decide_join(snapshot, inbound, snapshot.huddles.huddle_by_keyword[result.keyword])
     if intent in (Intent.CONFIRM, Intent.OPT_IN):
         opted_in = _decide_opt_in(snapshot, inbound, intent, to_e164)
         if opted_in is not None:
@@ -456,7 +513,7 @@ def _decide_reply(
     if primary is None:
         return InboundResult(UNKNOWN_SENDER, copy.message("how_to_join", None, keyword=None))
     huddle = snapshot.transient_huddle(primary)
-    keywords = snapshot.huddle_keywords[primary]
+    keywords = snapshot.huddles.keywords_by_huddle[primary]
     program = huddle if len(snapshot.huddle_rows) == 1 else None
     keyword = keywords[0] if keywords else None
     return InboundResult(UNKNOWN_SENDER, copy.message("how_to_join", program, keyword=keyword))
@@ -466,13 +523,10 @@ class _Snapshot:
     """What the transaction read first: the sender's huddles, the member, their subscriptions."""
 
     def __init__(self, first: _FirstRead) -> None:
-        # huddles by id, keywords by keyword: in the order the read returned them (id, keyword)
-        self.huddle_rows = {huddle_id: row for huddle_id, (row, _) in first.huddles.items()}
-        self.huddle_keywords = {huddle_id: words for huddle_id, (_, words) in first.huddles.items()}
-        self.keyword_huddles = {k: hid for hid, (_, words) in first.huddles.items() for k in words}
+        self.huddles = first.huddles
+        self.huddle_rows = first.huddles.rows
         self.member_row = first.member
         self.subscription_rows = first.subscriptions  # the member's SMS ones, latest change first
-        self._transient: dict[int, Huddle] = {}
 
     def subscriptions_on_sender(self) -> list[_Row]:
         return [s for s in self.subscription_rows if s["huddle_id"] in self.huddle_rows]
@@ -491,11 +545,7 @@ class _Snapshot:
         return sorted(keys)
 
     def transient_huddle(self, huddle_id: int) -> Huddle:
-        """A huddle's columns as a Huddle in no session: what its copy (``outreach.copy``) reads."""
-        found = self._transient.get(huddle_id)
-        if found is None:
-            found = self._transient[huddle_id] = Huddle(**self.huddle_rows[huddle_id].attributes())
-        return found
+        return self.huddles.copy_huddle(huddle_id)
 
 
 _Huddles = dict[int, tuple["_Row", list[str]]]  # huddle id -> (columns, keywords), by id
@@ -503,9 +553,9 @@ _Huddles = dict[int, tuple["_Row", list[str]]]  # huddle id -> (columns, keyword
 
 @dataclass(frozen=True)
 class _FirstRead:
-    """The huddles on the number texted (id -> columns, keywords), the member, their SMS subs."""
+    """The huddles on the number texted, the member, their SMS subscriptions."""
 
-    huddles: _Huddles
+    huddles: _NumberHuddles
     member: _Row | None
     subscriptions: list[_Row]
 
@@ -571,6 +621,11 @@ class _Statements:
             for cursor in cursors:
                 cursor.close()
 
+    def directory_stamp(self) -> int | None:
+        """The huddles' stamp (``HuddleDirectoryStamp``); None if its row is missing."""
+        (rows,) = self._run((self.p.directory_stamp, ()))
+        return int(rows[0][0]) if rows else None
+
     def huddles(self, to_e164: str, service: str | None) -> _Huddles:
         """The huddles on the number texted (or its Messaging Service): id -> columns, keywords."""
         p = self.p
@@ -590,7 +645,9 @@ class _Statements:
                 huddle[1].append(row[width])
         return huddles
 
-    def read(self, sender: _Sender, huddles: _Huddles) -> tuple[str | None, _FirstRead | None]:
+    def read(
+        self, sender: _Sender, huddles: _NumberHuddles
+    ) -> tuple[str | None, _FirstRead | None]:
         """The sender's E.164 and what the text is decided from; (None, None): not a phone.
 
         The member is read by the number as Twilio sent it when it has E.164's shape (see
@@ -678,7 +735,9 @@ class _Statements:
         (rows,) = self._run((p.member, (m.SMS, phone)))
         return rows
 
-    def _first_read(self, huddles: _Huddles, member_rows: list[tuple[Any, ...]]) -> _FirstRead:
+    def _first_read(
+        self, huddles: _NumberHuddles, member_rows: list[tuple[Any, ...]]
+    ) -> _FirstRead:
         p = self.p
         if not member_rows:
             return _FirstRead(huddles, None, [])
@@ -838,6 +897,7 @@ class _Prepared:
 
     claim: str
     answered: str
+    directory_stamp: str
     huddles: str
     huddles_or_service: str
     member: str
@@ -884,6 +944,7 @@ class _Prepared:
             ON CONFLICT (message_sid) DO NOTHING RETURNING id"""
         )
         answered = sql("SELECT intent, reply_text FROM inbound_messages WHERE message_sid = ?")
+        directory_stamp = "SELECT stamp FROM huddle_directory_stamp"
         by_number = sql(huddles.format("h.sender_number = ?"))
         by_number_or_service = sql(
             huddles.format("(h.sender_number = ? OR h.messaging_service_sid = ?)")
@@ -906,6 +967,7 @@ class _Prepared:
         return cls(
             claim=claim,
             answered=answered,
+            directory_stamp=directory_stamp,
             huddles=by_number,
             huddles_or_service=by_number_or_service,
             member=member,
@@ -951,7 +1013,8 @@ class _Prepared:
             bind_bool=bind_processor(Boolean(), dialect),
             dialect=dialect,
             returns_rows=frozenset(
-                [claim, answered, by_number, by_number_or_service, member, insert_member, hinted]
+                [claim, answered, directory_stamp, by_number, by_number_or_service, member]
+                + [insert_member, hinted]
                 + ([lock_member] if lock_member else [])
             ),
         )

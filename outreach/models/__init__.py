@@ -3,7 +3,14 @@
 from outreach.models.base import Base, UTCDateTime
 from outreach.models.campaigns import Campaign, Delivery, Segment
 from outreach.models.consent import ConsentEvent, Suppression
-from outreach.models.huddles import ApiToken, Huddle, JoinKeyword, Organizer, OrganizerHuddle
+from outreach.models.huddles import (
+    ApiToken,
+    Huddle,
+    HuddleDirectoryStamp,
+    JoinKeyword,
+    Organizer,
+    OrganizerHuddle,
+)
 from outreach.models.members import Member, MemberField, MemberTag, Subscription
 from outreach.models.messaging import EmailEvent, InboundMessage, OutboxMessage, StatusEvent
 
@@ -15,6 +22,7 @@ __all__ = [
     "Delivery",
     "EmailEvent",
     "Huddle",
+    "HuddleDirectoryStamp",
     "InboundMessage",
     "JoinKeyword",
     "Member",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from outreach.clock import utcnow
@@ -51,6 +51,21 @@ class Huddle(Base):
 
     def __repr__(self) -> str:
         return f"<Huddle {self.slug}>"
+
+
+class HuddleDirectoryStamp(Base):
+    """One row whose stamp changes with every write to ``huddles`` or ``join_keywords``.
+
+    Database triggers (migration 0006) set it to a new random value, whoever writes. A web worker
+    keeps the huddles on each number texted in memory and checks this one value per text instead
+    of reading them again (``outreach.inbound``). Random, not a counter: a database restored from
+    a backup and edited again never shows a stamp a worker has already seen.
+    """
+
+    __tablename__ = "huddle_directory_stamp"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stamp: Mapped[int] = mapped_column(BigInteger)
 
 
 class JoinKeyword(Base):

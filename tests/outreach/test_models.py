@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import delete, inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from outreach import consent
 from outreach.huddles import HuddleError, create_huddle
-from outreach.models import Base, ConsentEvent, Member
+from outreach.models import Base, ConsentEvent, Huddle, HuddleDirectoryStamp, JoinKeyword, Member
 from outreach.models import members as m
 from outreach.services import Services
 from tests.members import active_member
@@ -84,6 +86,37 @@ def test_huddle_validation(services: Services) -> None:
         args = {"slug": "other", "name": "Other", "keywords": ["OTHER"], **overrides}
         with pytest.raises(HuddleError, match=message), services.sessions.begin() as session:
             create_huddle(session, **args)  # type: ignore[arg-type]
+
+
+def test_every_write_to_the_huddles_or_their_keywords_restamps_the_directory(
+    services: Services,
+) -> None:
+    """The triggers behind the web workers' kept huddles (outreach.inbound): any writer counts."""
+
+    def stamp() -> int:
+        with services.sessions() as session:
+            return session.scalars(select(HuddleDirectoryStamp.stamp)).one()
+
+    stamps = [stamp()]
+
+    def write(*statements: Any) -> None:
+        with services.sessions.begin() as session:
+            for statement in statements:
+                session.execute(statement)
+        stamps.append(stamp())
+
+    with services.sessions.begin() as session:
+        huddle = create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"])
+        huddle_id = huddle.id
+    stamps.append(stamp())
+    write(update(Huddle).values(help_text="Logan: reply STOP to end."))
+    write(update(JoinKeyword).values(keyword="LOGANS"))
+    write(delete(JoinKeyword))
+    write(delete(Huddle).where(Huddle.id == huddle_id))
+    assert len(set(stamps)) == len(stamps), stamps  # each write a new stamp
+    with services.sessions.begin() as session:
+        session.add(Member(phone="+16175550111"))
+    assert stamp() == stamps[-1]  # members are not the huddles' configuration
 
 
 def test_migrations_and_models_agree(services: Services) -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import time_machine
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from outreach import consent, inbound
 from outreach.huddles import create_huddle
 from outreach.models import (
     ConsentEvent,
     Huddle,
+    HuddleDirectoryStamp,
     InboundMessage,
     JoinKeyword,
     Member,
@@ -78,6 +80,48 @@ def test_keywords_added_or_removed_count_from_the_next_text(
     other = Phone(phone.client, "+16175550122", LOGAN_NUMBER)
     assert "To join" in other.text("eastie")
     assert sub_state(services, "+16175550122") is None
+
+
+def _count_huddle_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The numbers whose huddles the hot path reads from the database, one entry per read."""
+    reads: list[str] = []
+    read = inbound._Statements.huddles
+
+    def counted(self: inbound._Statements, to_e164: str, service: str | None) -> Any:
+        reads.append(to_e164)
+        return read(self, to_e164, service)
+
+    monkeypatch.setattr(inbound._Statements, "huddles", counted)
+    return reads
+
+
+def test_the_huddles_on_a_number_are_read_again_only_when_they_changed(
+    phone: Phone, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _count_huddle_reads(monkeypatch)
+    assert "Reply YES to confirm" in phone.text("LOGAN")
+    assert "You're in" in phone.text("YES")
+    assert phone.text("See you Saturday") == ""
+    assert reads == [LOGAN_NUMBER]  # once for the three texts
+    with services.sessions.begin() as session:
+        session.scalars(select(Huddle)).one().help_text = "Logan: call 617-555-0100."
+    assert phone.text("HELP") == "Logan: call 617-555-0100."
+    assert phone.text("HELP") == "Logan: call 617-555-0100."
+    assert reads == [LOGAN_NUMBER] * 2
+
+
+def test_without_the_stamp_row_the_huddles_are_read_for_every_text(
+    phone: Phone, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with services.sessions.begin() as session:
+        session.execute(delete(HuddleDirectoryStamp))
+    reads = _count_huddle_reads(monkeypatch)
+    assert "Reply YES to confirm" in phone.text("LOGAN")
+    assert "You're in" in phone.text("YES")
+    assert reads == [LOGAN_NUMBER] * 2
+    with services.sessions.begin() as session:
+        session.scalars(select(Huddle)).one().help_text = "Logan: call 617-555-0100."
+    assert phone.text("HELP") == "Logan: call 617-555-0100."
 
 
 def test_yes_confirms_and_welcomes(phone: Phone, services: Services) -> None:
