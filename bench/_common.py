@@ -36,10 +36,10 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import Engine, text  # noqa: E402
 
-from outreach import migrate  # noqa: E402
-from outreach.db import make_engine  # noqa: E402
-from outreach.embedded_redis import EmbeddedRedis  # noqa: E402
-from outreach.settings import Settings  # noqa: E402
+from outreach.app import migrate  # noqa: E402
+from outreach.app.db import make_engine  # noqa: E402
+from outreach.app.embedded_redis import EmbeddedRedis  # noqa: E402
+from outreach.app.settings import Settings  # noqa: E402
 
 PYTHON = sys.executable
 ACCOUNT_SID = "AC" + "0" * 32
@@ -239,8 +239,8 @@ def build_audience(
     active ones suppressed (skipped); else everyone active. Member i lives at ``places[i % k]``
     (zip, area code); phones are +1 AREA 2000001…. Returns the huddle id.
     """
-    from outreach.db import make_session_factory
-    from outreach.huddles import create_huddle
+    from outreach.app.db import make_session_factory
+    from outreach.people.huddles import create_huddle
 
     with make_session_factory(engine).begin() as session:
         huddle = create_huddle(
@@ -315,7 +315,7 @@ def create_campaign(
     respect_quiet_hours: bool = True,
 ) -> int:
     from outreach import campaigns
-    from outreach.db import make_session_factory
+    from outreach.app.db import make_session_factory
 
     with make_session_factory(engine).begin() as session:
         campaign = campaigns.create_campaign(
@@ -347,7 +347,7 @@ def sendable_places(now: datetime, margin: timedelta) -> list[tuple[str, str]]:
     Asks the project's own rules (the zip's zone, the area code's zones, the state's window), so
     the bench's members are really sendable and the quiet-hours check really runs.
     """
-    from outreach import quiet_hours
+    from outreach.campaigns import quiet_hours
 
     found = []
     for fallback, places in PLACES.items():

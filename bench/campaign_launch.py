@@ -97,10 +97,10 @@ def _database_cpu(svc: Any) -> float | None:
 
 
 def child_launch(campaign_id: int) -> None:
-    from outreach import fanout
-    from outreach.clock import utcnow
-    from outreach.services import Services
-    from outreach.settings import Settings
+    from outreach.app.clock import utcnow
+    from outreach.app.services import Services
+    from outreach.app.settings import Settings
+    from outreach.campaigns import fanout
     from workers import context, jobs
 
     svc = Services.build(Settings.from_env(dotenv=False))

@@ -5,7 +5,7 @@
     .venv/bin/python bench/campaign_ratelimit.py --rate 50 --seconds 30 --processes 3
 
 Two processes (each its own Redis connection, as two worker machines would have) call
-``outreach.ratelimit.RateLimiter.take`` in a loop on the same sender key, each asking for 1 or
+``outreach.campaigns.ratelimit.RateLimiter.take`` in a loop on the same sender key, each asking for 1 or
 2 segments at random (70% / 30%: one- and two-segment texts mixed), against an embedded Redis
 of our own. Each records when every take returned and for how many segments. Afterwards:
 
@@ -47,7 +47,7 @@ def child_taker(redis_url: str, rate: float, seconds: float, seed: int) -> None:
     """Say "ready", read the start time, take 1 or 2 tokens in a loop until start + seconds."""
     import redis
 
-    from outreach.ratelimit import RateLimiter
+    from outreach.campaigns.ratelimit import RateLimiter
 
     client = redis.Redis.from_url(redis_url)
     client.ping()

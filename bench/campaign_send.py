@@ -144,8 +144,8 @@ def _cpu() -> float:
 def child_worker() -> None:
     """One worker process, as ``outreach worker --burst`` runs it (settings from the env)."""
     logging.basicConfig(level=logging.WARNING)  # what the CLI sets up
-    from outreach.services import Services
-    from outreach.settings import Settings
+    from outreach.app.services import Services
+    from outreach.app.settings import Settings
     from workers import context
     from workers.main import run_worker
 
@@ -169,7 +169,7 @@ def child_ceiling(base_url: str, threads: int, count: int, client_kind: str) -> 
     """``count`` messages.create calls from ``threads`` threads, one SDK client per thread."""
     from twilio.rest import Client
 
-    from outreach.transports.twilio import TwilioSmsTransport
+    from outreach.providers.twilio.client import TwilioSmsTransport
     from tests.fakes.twilio_server import LoopbackTwilioHttpClient
 
     def make_client() -> Any:
@@ -267,8 +267,8 @@ def run_worker_case(
 ) -> dict[str, Any]:
     from sqlalchemy import text
 
-    from outreach.services import Services
-    from outreach.settings import Settings
+    from outreach.app.services import Services
+    from outreach.app.settings import Settings
     from workers import context, jobs
 
     places = sendable_places(utcnow(), margin_for(messages))

@@ -69,8 +69,8 @@ def build_email_audience(
     (both skipped at launch), else everyone active. Members 1..``personal_n`` are also active
     subscribers of ``personal``.
     """
-    from outreach.db import make_session_factory
-    from outreach.huddles import create_huddle
+    from outreach.app.db import make_session_factory
+    from outreach.people.huddles import create_huddle
 
     ids = []
     with make_session_factory(engine).begin() as session:
@@ -125,7 +125,7 @@ def build_email_audience(
 
 def create_email_campaign(engine: Engine, *, slug: str, body: str, subject: str = SUBJECT) -> int:
     from outreach import campaigns
-    from outreach.db import make_session_factory
+    from outreach.app.db import make_session_factory
 
     with make_session_factory(engine).begin() as session:
         return campaigns.create_campaign(

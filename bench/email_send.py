@@ -153,10 +153,12 @@ def run_campaign(
 
 def sdk_bodies(svc: Any, batched_id: int, personal_id: int) -> dict[str, dict[str, Any]]:
     """Request bodies shaped exactly like ours (our mail_body): 1,000, 500 and 1 recipient(s)."""
-    from outreach import email_render, templating, unsubscribe
+    from outreach.consent import unsubscribe
+    from outreach.email import render as email_render
+    from outreach.messages import templating
     from outreach.models import Campaign, Huddle
-    from outreach.transports.email_base import EmailRecipient, OutboundEmail
-    from outreach.transports.sendgrid import mail_body
+    from outreach.providers.email import EmailRecipient, OutboundEmail
+    from outreach.providers.sendgrid.client import mail_body
 
     settings = svc.settings
 
@@ -252,7 +254,8 @@ def check_tokens(settings: Any, count: int) -> str:
     """Our batch token signer against ``unsubscribe.make_token``, the clock frozen for both."""
     from unittest import mock
 
-    from outreach import email_sender, unsubscribe
+    from outreach.campaigns import email_sender
+    from outreach.consent import unsubscribe
 
     signer_class = getattr(email_sender, "_LinkSigner", None)
     if signer_class is None:
@@ -319,8 +322,9 @@ def breakdown_jobs(
     The parts are the sender's own steps, wrapped in place for the run (no profiler overhead in
     these figures); indented rows are inside the row above them.
     """
-    from outreach import email_sender, unsubscribe
-    from outreach.transports import sendgrid
+    from outreach.campaigns import email_sender
+    from outreach.consent import unsubscribe
+    from outreach.providers import sendgrid
     from workers import jobs
 
     jobs.launch_campaign(campaign_id)
@@ -367,7 +371,7 @@ def breakdown_jobs(
 def throughput(
     args: argparse.Namespace, fake: FakeSendGridProcess, notes: list[str]
 ) -> tuple[list[Row], Any]:
-    from outreach.services import Services
+    from outreach.app.services import Services
     from workers import context, jobs
 
     rows: list[Row] = []
@@ -443,8 +447,8 @@ def child_build(size: int) -> None:
     """Build ``size`` members and a batched campaign, launch it (snapshot + enqueue)."""
     from rq import Queue
 
-    from outreach.services import Services
-    from outreach.settings import Settings
+    from outreach.app.services import Services
+    from outreach.app.settings import Settings
     from workers import context, jobs
     from workers.queues import SEND_QUEUE
 

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inbound_webhook as bench
 from sqlalchemy import event
 
-from outreach import inbound
-from outreach.embedded_redis import EmbeddedRedis
+from outreach.app.embedded_redis import EmbeddedRedis
+from outreach.sms import inbound
 
 Request = tuple[str, bytes, str]  # kind, form body, signature
 

@@ -9,7 +9,7 @@
 What it does, all on loopback and all stopped at the end (also on Ctrl-C or SIGTERM):
 
 1. A temp instance: a SQLite file in a temp directory, or with ``--postgres`` a schema of its own
-   (dropped at the end), migrated with ``outreach.migrate.upgrade``; an embedded Redis.
+   (dropped at the end), migrated with ``outreach.app.migrate.upgrade``; an embedded Redis.
 2. Seeds a huddle ``logan`` on +16175550100 (double opt-in) with ``--members`` SMS members, four
    fifths active (each with its import ledger row) and a fifth pending (joined by keyword, not
    confirmed yet), and 20 other huddles on other numbers.
@@ -78,11 +78,11 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import Engine, func, insert, select, text  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
-from outreach import migrate  # noqa: E402
-from outreach.classify import classify  # noqa: E402
-from outreach.db import make_engine, make_session_factory  # noqa: E402
-from outreach.embedded_redis import EmbeddedRedis  # noqa: E402
-from outreach.huddles import create_huddle  # noqa: E402
+from outreach.addresses.phones import try_normalize_phone  # noqa: E402
+from outreach.app import migrate  # noqa: E402
+from outreach.app.db import make_engine, make_session_factory  # noqa: E402
+from outreach.app.embedded_redis import EmbeddedRedis  # noqa: E402
+from outreach.app.settings import Settings  # noqa: E402
 from outreach.models import (  # noqa: E402
     Campaign,
     ConsentEvent,
@@ -94,8 +94,8 @@ from outreach.models import (  # noqa: E402
     Subscription,
     Suppression,
 )
-from outreach.phones import try_normalize_phone  # noqa: E402
-from outreach.settings import Settings  # noqa: E402
+from outreach.people.huddles import create_huddle  # noqa: E402
+from outreach.sms.inbound.classify import classify  # noqa: E402
 
 AUTH_TOKEN = "bench-auth-token-5f1c0d8e2b7a4c69"  # noqa: S105 - a throwaway token for the bench
 ACCOUNT_SID = "AC" + "1" * 32

@@ -1,4 +1,4 @@
-"""How fast does ``outreach.segments.count`` answer on a big huddle? (SQLite and PostgreSQL.)
+"""How fast does ``outreach.campaigns.segments.count`` answer on a big huddle? (SQLite and PostgreSQL.)
 
     .venv/bin/python bench/segment_count.py                      # 1,000,000 members, SQLite
     .venv/bin/python bench/segment_count.py --members 200000
@@ -42,10 +42,11 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from outreach import migrate, segments
-from outreach.db import make_engine
+from outreach.app import migrate
+from outreach.app.db import make_engine
+from outreach.app.settings import Settings
+from outreach.campaigns import segments
 from outreach.models import members as m
-from outreach.settings import Settings
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 FILTERS = [

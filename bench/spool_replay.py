@@ -1,4 +1,4 @@
-"""How fast the Twilio spool drains once the database is back (``outreach.twilio_spool``).
+"""How fast the Twilio spool drains once the database is back (``outreach.sms.spool``).
 
     .venv/bin/python bench/spool_replay.py                       # SQLite, 20,000 texts
     .venv/bin/python bench/spool_replay.py --texts 50000 --postgres postgresql://postgres@127.0.0.1:5432/test
@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inbound_webhook as bench
 from sqlalchemy import func, select
 
-from outreach import twilio_spool
-from outreach.embedded_redis import EmbeddedRedis
-from outreach.inbound import InboundSms
+from outreach.app.embedded_redis import EmbeddedRedis
+from outreach.app.services import Services
+from outreach.app.settings import Settings
 from outreach.models import InboundMessage
-from outreach.services import Services
-from outreach.settings import Settings
-from outreach.transports.sandbox import SandboxSmsTransport
+from outreach.providers.sandbox.sms import SandboxSmsTransport
+from outreach.sms import spool
+from outreach.sms.inbound import InboundSms
 
 
 def main() -> int:
@@ -75,12 +75,12 @@ def main() -> int:
         for line in requests.path.read_text().splitlines():
             form = parse_qs(line.split("\t", 1)[1], keep_blank_values=True)
             sms = InboundSms(form["MessageSid"][0], form["From"][0], form["To"][0], form["Body"][0])
-            twilio_spool.spool_text(services.redis, sms)
-        replayer = twilio_spool.Replayer(
+            spool.spool_text(services.redis, sms)
+        replayer = spool.Replayer(
             services.sessions, services.held, SandboxSmsTransport(settings, services.sessions)
         )
         wall, cpu = time.perf_counter(), time.process_time()
-        outcome = twilio_spool.replay(services.redis, replayer, limit=args.texts)
+        outcome = spool.replay(services.redis, replayer, limit=args.texts)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         with services.sessions() as session:
             stored = session.scalar(select(func.count(InboundMessage.id))) or 0

@@ -10,15 +10,16 @@ import click
 from sqlalchemy import select
 
 from cli.context import Context, pass_ctx
-from outreach import campaigns, segments, templating
-from outreach.campaigns import CampaignError
-from outreach.clock import utcnow
-from outreach.huddles import HuddleError
+from outreach import campaigns
+from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
+from outreach.app.clock import utcnow
+from outreach.campaigns import CampaignError, segments
+from outreach.messages import templating
 from outreach.models import Huddle, Member
 from outreach.models import campaigns as k
-from outreach.phones import InvalidPhoneNumber, normalize_phone
-from outreach.transports import sms_transport
-from outreach.transports.base import OutboundSms, SendError
+from outreach.people.huddles import HuddleError
+from outreach.providers import sms_transport
+from outreach.providers.sms import OutboundSms, SendError
 from workers import jobs
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from outreach.services import Services
-from outreach.settings import ConfigError, Settings
+from outreach.app.services import Services
+from outreach.app.settings import ConfigError, Settings
 from workers import context as worker_context
 
 

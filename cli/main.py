@@ -13,12 +13,18 @@ from cli import runner
 from cli.campaigns import campaign
 from cli.context import Context, pass_ctx
 from cli.segments import segment
-from outreach import migrate, twilio_spool
+from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
+from outreach.app import migrate
 from outreach.consent import history
-from outreach.huddles import HuddleError, create_huddle, get_huddle, list_huddles
-from outreach.importer import ImportFileError, export_members, import_members, parse_consent_option
 from outreach.models import Member
-from outreach.phones import InvalidPhoneNumber, normalize_phone
+from outreach.people.huddles import HuddleError, create_huddle, get_huddle, list_huddles
+from outreach.people.importer import (
+    ImportFileError,
+    export_members,
+    import_members,
+    parse_consent_option,
+)
+from outreach.sms import spool as twilio_spool
 
 
 @click.group()
@@ -299,7 +305,7 @@ main.add_command(segment)
 @pass_ctx
 def seed_demo(ctx: Context, count: int) -> None:
     """Create a demo huddle with a few hundred fake members."""
-    from outreach.demo import seed  # noqa: PLC0415
+    from outreach.people.demo import seed  # noqa: PLC0415
 
     huddle_slug, created = seed(ctx.services.sessions, count=count)
     click.echo(f"demo huddle {huddle_slug}: {created} members")

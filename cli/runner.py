@@ -16,10 +16,10 @@ from types import FrameType
 
 import click
 
-from outreach import migrate
-from outreach.db import make_engine
-from outreach.embedded_redis import EmbeddedRedis
-from outreach.settings import Settings
+from outreach.app import migrate
+from outreach.app.db import make_engine
+from outreach.app.embedded_redis import EmbeddedRedis
+from outreach.app.settings import Settings
 
 
 def run_all(settings: Settings, *, host: str, port: int, web_processes: int) -> int:

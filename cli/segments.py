@@ -8,10 +8,10 @@ import click
 from sqlalchemy import select
 
 from cli.context import Context, pass_ctx
-from outreach import segments
-from outreach.clock import utcnow
-from outreach.huddles import HuddleError, get_huddle
+from outreach.app.clock import utcnow
+from outreach.campaigns import segments
 from outreach.models import Segment
+from outreach.people.huddles import HuddleError, get_huddle
 
 
 @click.group()

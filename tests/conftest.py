@@ -19,12 +19,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from outreach import migrate
-from outreach.db import make_engine
-from outreach.embedded_redis import EmbeddedRedis
+from outreach.app import migrate
+from outreach.app.db import make_engine
+from outreach.app.embedded_redis import EmbeddedRedis
+from outreach.app.services import Services
+from outreach.app.settings import Settings
 from outreach.models import Base, HuddleDirectoryStamp
-from outreach.services import Services
-from outreach.settings import Settings
 from workers import context as worker_context
 
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"

@@ -7,8 +7,9 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from outreach.services import Services
-from outreach.settings import PROJECT_ROOT, Settings
+from outreach.app.resources import templates_folder
+from outreach.app.services import Services
+from outreach.app.settings import Settings
 from web.sessions import CookieSessions
 from webhooks.twilio import MAX_REQUEST_BYTES, TwilioWebhooks
 
@@ -18,7 +19,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services = services or Services.build(settings)
     app = Flask(
         __name__,
-        template_folder=str(PROJECT_ROOT / "templates"),
+        template_folder=str(templates_folder()),
         static_folder=None,
     )
     app.config.update(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from outreach.services import Services
+from outreach.app.services import Services
 
 
 def services() -> Services:

@@ -1,7 +1,7 @@
 """``/healthz``: is the database reachable, is Redis reachable. For load balancers and humans.
 
 With Redis up it also counts the Twilio webhooks spooled while the database was away
-(``outreach.twilio_spool``): for monitoring, not for the status, since they are kept safe.
+(``outreach.sms.spool``): for monitoring, not for the status, since they are kept safe.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from outreach import twilio_spool
+from outreach.sms import spool
 from web.extensions import services
 
 bp = Blueprint("health", __name__)
@@ -30,19 +30,19 @@ def healthz() -> ResponseReturnValue:
     except Exception as exc:  # noqa: BLE001 - a health check reports any failure
         log.warning("healthz: database unreachable: %s", exc)
         checks["database"] = f"error: {type(exc).__name__}"
-    spool: dict[str, int] | None = None
+    spooled: dict[str, int] | None = None
     try:
         svc.redis.ping()
         checks["redis"] = "ok"
-        spool = {
-            "waiting": twilio_spool.waiting(svc.redis),
-            "set_aside": int(svc.redis.llen(twilio_spool.DEAD)),
+        spooled = {
+            "waiting": spool.waiting(svc.redis),
+            "set_aside": int(svc.redis.llen(spool.DEAD)),
         }
     except Exception as exc:  # noqa: BLE001
         log.warning("healthz: redis unreachable: %s", exc)
         checks["redis"] = f"error: {type(exc).__name__}"
     healthy = all(v == "ok" for v in checks.values())
     body: dict[str, object] = {"status": "ok" if healthy else "error", "checks": checks}
-    if spool is not None:
-        body["twilio_spool"] = spool
+    if spooled is not None:
+        body["twilio_spool"] = spooled
     return jsonify(body), 200 if healthy else 503

@@ -1,6 +1,6 @@
 """The public join page of each huddle: ``/join/<slug>`` and its email confirmation link.
 
-The logic lives in :mod:`outreach.web_join`; this module is the HTTP side: the CSRF token, the
+The logic lives in :mod:`outreach.join`; this module is the HTTP side: the CSRF token, the
 honeypot, the per-IP rate limit, and the pages.
 
 CSRF: a random token kept in the (signed, HttpOnly, SameSite=Lax) Flask session cookie and
@@ -18,10 +18,10 @@ import secrets
 from flask import Blueprint, Response, render_template, request, session
 from flask.typing import ResponseReturnValue
 
-from outreach import web_join as wj
-from outreach.huddles import HuddleError, get_huddle
-from outreach.masking import mask_email
+from outreach import join as wj
+from outreach.addresses.emails import mask_email
 from outreach.models import Huddle
+from outreach.people.huddles import HuddleError, get_huddle
 from web.extensions import services
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ from flask import Blueprint, Response, abort, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from outreach.clock import utcnow
-from outreach.email_events import (
+from outreach.app.clock import utcnow
+from outreach.app.settings import Settings
+from outreach.email.events import (
     MAX_BODY_BYTES,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -24,7 +25,6 @@ from outreach.email_events import (
     replay_window,
     signature_problem,
 )
-from outreach.settings import Settings
 from web.extensions import services
 
 bp = Blueprint("sendgrid_events", __name__, url_prefix="/webhooks/sendgrid")

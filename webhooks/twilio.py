@@ -8,7 +8,7 @@ service for provider traffic. The contract is Flask's, kept by tests/webhooks: t
 ``X-Twilio-Signature`` is checked over the public URL before anything is read or written (403),
 the body is parsed as Werkzeug parses a form, a missing field is a 400, another method a 405, a
 body over ``MAX_REQUEST_BYTES`` a 413, and an unexpected error a logged 500. A text or status
-callback that gets a 500 is spooled to Redis first and applied later (``outreach.twilio_spool``).
+callback that gets a 500 is spooled to Redis first and applied later (``outreach.sms.spool``).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from redis import Redis
 from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.wsgi import get_current_url
 
-from outreach import twilio_spool
-from outreach.inbound import InboundSms, handle_inbound
-from outreach.receipts import ErrorAction, handle_status, parse_error_policy
-from outreach.services import Services
-from webhooks.signatures import is_valid_signature
+from outreach.app.services import Services
+from outreach.providers.twilio.signature import is_valid_signature
+from outreach.sms import spool
+from outreach.sms.inbound import InboundSms, handle_inbound
+from outreach.sms.receipts import ErrorAction, handle_status, parse_error_policy
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -120,13 +120,13 @@ class TwilioWebhooks:
                 self.services.held, sms, default_region=self.services.settings.default_region
             )
         except Exception:
-            self._spool(sms.message_sid, lambda redis: twilio_spool.spool_text(redis, sms))
+            self._spool(sms.message_sid, lambda redis: spool.spool_text(redis, sms))
             raise  # still a 500: nothing was committed, and the answer must not say it was
         return HTTPStatus.OK, "text/xml; charset=utf-8", twiml(result.reply)
 
     def _spool(self, message_sid: str, keep: Callable[[Redis], None]) -> None:
         """Keep a request the database did not take (a restart, a failover): Twilio will not
-        send it again. The worker applies it later (``outreach.twilio_spool``)."""
+        send it again. The worker applies it later (``outreach.sms.spool``)."""
         try:
             keep(self.services.redis)
         except Exception:
@@ -150,7 +150,7 @@ class TwilioWebhooks:
         except Exception:
             self._spool(
                 message_sid,
-                lambda redis: twilio_spool.spool_status(
+                lambda redis: spool.spool_status(
                     redis, message_sid=message_sid, status=status, error_code=error_code
                 ),
             )

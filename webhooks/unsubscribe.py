@@ -16,9 +16,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 
 from outreach import consent
-from outreach import unsubscribe as u
-from outreach.copy import NETWORK_NAME
-from outreach.masking import mask_email
+from outreach.addresses.emails import mask_email
+from outreach.consent import unsubscribe as u
+from outreach.messages.copy import NETWORK_NAME
 from outreach.models import Huddle
 from outreach.models import consent as c
 from outreach.models import members as m

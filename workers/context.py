@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import threading
 
-from outreach.services import Services
-from outreach.settings import Settings
+from outreach.app.services import Services
+from outreach.app.settings import Settings
 
 _override: Services | None = None
 _stopping = threading.Event()

@@ -4,7 +4,7 @@
 bytes each). ``send_batch`` sends one range and schedules what quiet hours deferred.
 ``reconcile_claims`` runs every minute and settles rows a dead worker left ``claimed``;
 ``replay_twilio_spool`` every 15 seconds applies the Twilio webhooks the database could not take
-(see ``outreach.twilio_spool``).
+(see ``outreach.sms.spool``).
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ from typing import Any
 from rq import Queue
 from sqlalchemy import select
 
-from outreach import email_sender, fanout, reconcile, sender, twilio_spool
-from outreach.clock import utcnow
+from outreach.app.clock import utcnow
+from outreach.campaigns import email_sender, fanout, reconcile, sms_sender
+from outreach.campaigns.ratelimit import RateLimiter
 from outreach.models import Campaign
-from outreach.ratelimit import RateLimiter
-from outreach.receipts import parse_error_policy
-from outreach.transports import sms_transport
-from outreach.transports.base import SmsTransport
-from outreach.transports.email import email_transport
-from outreach.transports.email_base import EmailTransport
-from outreach.transports.email_sandbox import (
+from outreach.providers import email_transport, sms_transport
+from outreach.providers.email import EmailTransport
+from outreach.providers.sandbox.email import (
     SandboxEmailTransport,
     sandbox_event_keys,
     sign_events,
 )
-from outreach.transports.sandbox import SandboxSmsTransport, sign_status_callback
+from outreach.providers.sandbox.sms import SandboxSmsTransport, sign_status_callback
+from outreach.providers.sms import SmsTransport
+from outreach.sms import spool
+from outreach.sms.receipts import parse_error_policy
 from workers import context
 from workers.queues import DEFAULT_QUEUE, SEND_QUEUE
 
@@ -52,12 +52,12 @@ REPLAY_LIMIT = 1_000_000
 CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim older than this belongs to a dead worker
 RESULT_TTL = 0  # results are in the database; keep Redis small
 
-_send_context: sender.SendContext | None = None
+_send_context: sms_sender.SendContext | None = None
 _send_context_lock = threading.Lock()
 _local = threading.local()
 
 
-def send_context() -> sender.SendContext:
+def send_context() -> sms_sender.SendContext:
     """One per worker process: the thread pool and HTTP connections are reused across jobs."""
     global _send_context  # noqa: PLW0603 - one per process, by design
     with _send_context_lock:
@@ -69,7 +69,7 @@ def send_context() -> sender.SendContext:
                 if settings.public_base_url
                 else None
             )
-            _send_context = sender.SendContext(
+            _send_context = sms_sender.SendContext(
                 sessions=svc.sessions,
                 limiter=RateLimiter(svc.redis),
                 transport_for_thread=_thread_transport,
@@ -132,7 +132,7 @@ def launch_campaign(campaign_id: int) -> str:
     count = enqueue_batches(campaign_id)
     log.info("campaign %s launched: %s batches", campaign_id, count)
     if count == 0:
-        sender.send_batch(send_context(), campaign_id, 0, 0)  # completes an empty campaign
+        sms_sender.send_batch(send_context(), campaign_id, 0, 0)  # completes an empty campaign
     return state
 
 
@@ -175,9 +175,9 @@ def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
     if channel == "email":
         outcome = email_sender.send_email_batch(email_context(), campaign_id, first_id, last_id)
     else:
-        outcome = sender.send_batch(send_context(), campaign_id, first_id, last_id)
+        outcome = sms_sender.send_batch(send_context(), campaign_id, first_id, last_id)
     queue = _queue(SEND_QUEUE)
-    if outcome.stopped == sender.SHUTDOWN:
+    if outcome.stopped == sms_sender.SHUTDOWN:
         # This worker is stopping: the next one takes the rest of the range.
         queue.enqueue(send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL)
     for opens in outcome.deferred_until:
@@ -324,7 +324,7 @@ def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
         if not lock.acquire(blocking=False):
             return {"skipped": 1}
         try:
-            replayer = twilio_spool.Replayer(
+            replayer = spool.Replayer(
                 sessions=svc.sessions,
                 connections=svc.held,
                 transport=_thread_transport(),
@@ -333,7 +333,7 @@ def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
             )
             # After a long outage the spool may hold many minutes of traffic: drain it for a
             # time budget, not a fixed count, and go on at once while it applies.
-            result = twilio_spool.replay(
+            result = spool.replay(
                 svc.redis, replayer, limit=REPLAY_LIMIT, seconds=REPLAY_SECONDS
             )
         finally:
@@ -353,7 +353,7 @@ def _apply_spooled() -> None:
     One Redis call when the spool is empty. When another worker is replaying, this group goes
     on (that replay is applying it); when the database is still away, so is the group's send.
     """
-    if context.services().redis.exists(twilio_spool.SPOOL, twilio_spool.REPLAYING):
+    if context.services().redis.exists(spool.SPOOL, spool.REPLAYING):
         replay_twilio_spool(reschedule=False)  # (Redis keeps no empty list: one call)
 
 

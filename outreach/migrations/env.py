@@ -1,4 +1,4 @@
-"""Alembic environment. The URL comes from the caller (outreach.migrate), never from a file."""
+"""Alembic environment. The URL comes from the caller (outreach.app.migrate), never from a file."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from outreach.clock import utcnow
+from outreach.app.clock import utcnow
 from outreach.models.base import Base, UTCDateTime
 
 # ConsentEvent.action

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from outreach.clock import utcnow
+from outreach.app.clock import utcnow
 from outreach.models.base import Base, UTCDateTime
 
 OPT_IN_DOUBLE = "double"
@@ -58,7 +58,7 @@ class HuddleDirectoryStamp(Base):
 
     Database triggers (migration 0006) set it to a new random value, whoever writes. A web worker
     keeps the huddles on each number texted in memory and checks this one value per text instead
-    of reading them again (``outreach.inbound``). Random, not a counter: a database restored from
+    of reading them again (``outreach.sms.inbound``). Random, not a counter: a database restored from
     a backup and edited again never shows a stamp a worker has already seen.
     """
 

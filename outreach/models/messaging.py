@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from outreach.clock import utcnow
+from outreach.app.clock import utcnow
 from outreach.models.base import Base, UTCDateTime
 
 UNKNOWN_SENDER = "unknown"  # intent: a number we have never seen, texting no keyword

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from cli.main import main
+from outreach.app.services import Services
 from outreach.models import OutboxMessage
-from outreach.services import Services
 from tests.workers.campaign_helpers import add_members, make_huddle, run_worker
 
 

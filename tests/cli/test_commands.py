@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from cli.main import main
+from outreach.app.services import Services
 from outreach.models import ConsentEvent, Member, Subscription
-from outreach.services import Services
 
 CSV = """phone,email,first_name,last_name,zip,tags
 (617) 555-0101,maria@example.org,Maria,Lopez,02128,volunteer

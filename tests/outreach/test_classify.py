@@ -1,4 +1,4 @@
-"""Tests for outreach.classify: the inbound SMS classifier.
+"""Tests for outreach.sms.inbound.classify: the inbound SMS classifier.
 
 The stakes are lopsided: a missed opt-out is a compliance failure (FCC 47 CFR 64.1200(a)(10)),
 a missed "yes" is an inconvenience. So besides the tables, properties check that every phrase
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from outreach import classify as c
-from outreach.classify import Classification, Intent, classify, match_keyword, normalize
+from outreach.sms.inbound import classify as c
+from outreach.sms.inbound.classify import Classification, Intent, classify, match_keyword, normalize
 
 KEYWORDS = ["LOGAN", "BOSTON", "BOST", "END HUNGER"]
 

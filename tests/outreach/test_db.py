@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, exc, text
 
-from outreach import db
+from outreach.app import db
 
 
 def _engine_with_table(path: Path, **pool: int) -> Engine:

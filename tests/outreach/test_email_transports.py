@@ -27,37 +27,37 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
-from outreach.clock import utcnow
+from outreach.app.clock import utcnow
+from outreach.app.services import Services
+from outreach.app.settings import ConfigError, Settings
 from outreach.models import OutboxMessage
-from outreach.services import Services
-from outreach.settings import ConfigError, Settings
-from outreach.transports.base import (
-    AccountError,
-    PermanentSendError,
-    TransientSendError,
-    UncertainSendError,
-)
-from outreach.transports.email import email_transport
-from outreach.transports.email_base import (
+from outreach.providers import email_transport
+from outreach.providers.email import (
     MAX_RECIPIENTS,
     EmailRecipient,
     EmailSendResult,
     EmailTransport,
     OutboundEmail,
 )
-from outreach.transports.email_sandbox import (
+from outreach.providers.sandbox.email import (
     EVENT_KEY_FILE,
     SandboxEmailTransport,
     sandbox_event_keys,
     sign_events,
     simulated_outcome,
 )
-from outreach.transports.sendgrid import (
+from outreach.providers.sendgrid.client import (
     RetryPolicy,
     SendGridEmailTransport,
     custom_args,
     error_from_response,
     mail_body,
+)
+from outreach.providers.sms import (
+    AccountError,
+    PermanentSendError,
+    TransientSendError,
+    UncertainSendError,
 )
 from tests.fakes import FakeSendGrid
 

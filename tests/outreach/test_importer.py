@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import func, select
 
 from outreach import consent
-from outreach.huddles import create_huddle, get_huddle
-from outreach.importer import ImportFileError, export_members, import_members
+from outreach.app.services import Services
 from outreach.models import ConsentEvent, Member, MemberField, MemberTag, Subscription
 from outreach.models import consent as c
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle, get_huddle
+from outreach.people.importer import ImportFileError, export_members, import_members
 
 GOOD_AND_BAD = """phone,email,first_name,last_name,zip,tags,language
 (617) 555-0101,maria@example.org,Maria,Lopez,02128,volunteer;canvasser,es
@@ -197,7 +197,7 @@ def test_export_round_trips_and_defuses_formulas(services: Services, huddle_slug
     )
     out = io.StringIO()
     with services.sessions() as session:
-        from outreach.huddles import get_huddle
+        from outreach.people.huddles import get_huddle
 
         assert export_members(session, get_huddle(session, "logan"), out) == 1
     lines = out.getvalue().splitlines()

@@ -9,10 +9,10 @@ from sqlalchemy import delete, inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from outreach import consent
-from outreach.huddles import HuddleError, create_huddle
+from outreach.app.services import Services
 from outreach.models import Base, ConsentEvent, Huddle, HuddleDirectoryStamp, JoinKeyword, Member
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import HuddleError, create_huddle
 from tests.members import active_member
 
 
@@ -91,7 +91,7 @@ def test_huddle_validation(services: Services) -> None:
 def test_every_write_to_the_huddles_or_their_keywords_restamps_the_directory(
     services: Services,
 ) -> None:
-    """The triggers behind the web workers' kept huddles (outreach.inbound): any writer counts."""
+    """The triggers behind the web workers' kept huddles (outreach.sms.inbound): any writer counts."""
 
     def stamp() -> int:
         with services.sessions() as session:

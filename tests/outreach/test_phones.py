@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outreach.masking import mask_email
-from outreach.phones import (
+from outreach.addresses.emails import mask_email
+from outreach.addresses.phones import (
     InvalidPhoneNumber,
     mask_phone,
     normalize_phone,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.quiet_hours import (
+from outreach.campaigns.quiet_hours import (
     DEFAULT_WINDOW,
     STATE_WINDOWS,
     EmptyWindowError,

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from outreach.ratelimit import RateLimiter
+from outreach.campaigns.ratelimit import RateLimiter
 
 
 def test_bucket_gives_its_burst_then_asks_to_wait(redis_client: redis.Redis) -> None:
@@ -47,7 +47,7 @@ def test_take_gives_up_when_told_to_stop(redis_client: redis.Redis) -> None:
 
 TAKER = """
 import sys, time, redis
-from outreach.ratelimit import RateLimiter
+from outreach.campaigns.ratelimit import RateLimiter
 url, seconds = sys.argv[1], float(sys.argv[2])
 limiter = RateLimiter(redis.Redis.from_url(url))
 deadline = time.monotonic() + seconds

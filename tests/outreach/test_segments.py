@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from sqlalchemy import exists, func, inspect, select
 from sqlalchemy.orm import Session
 
-from outreach import segments as sg
-from outreach.huddles import create_huddle
+from outreach.app.services import Services
+from outreach.campaigns import segments as sg
 from outreach.models import Member, MemberField, MemberTag, Segment, Subscription
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
 
 NOW = datetime(2026, 6, 15, 16, 0, tzinfo=UTC)
 NEW_YORK = ZoneInfo("America/New_York")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from outreach.settings import DEV_SECRET_KEY, ConfigError, Settings
+from outreach.app.settings import DEV_SECRET_KEY, ConfigError, Settings
 
 
 def test_defaults_give_a_runnable_development_service() -> None:

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outreach.smsmath import GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, analyze, gsm_suggestion
+from outreach.messages.encoding import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    SegmentInfo,
+    analyze,
+    gsm_suggestion,
+)
 
 GSM_ALPHABET = sorted(GSM7_BASIC | GSM7_EXTENSION)
 EMOJI = "\U0001f600"  # 😀, outside the BMP: a surrogate pair in UTF-16

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2 import UndefinedError
 
-from outreach.smsmath import analyze
-from outreach.templating import (
+from outreach.messages.encoding import analyze
+from outreach.messages.templating import (
     EMAIL_MAX_SOURCE,
     MAX_REFERENCES,
     OPT_OUT_LINE,

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
+from outreach.app.services import Services
+from outreach.app.settings import ConfigError, Settings
 from outreach.models import OutboxMessage
-from outreach.services import Services
-from outreach.settings import ConfigError, Settings
-from outreach.transports import (
+from outreach.providers import (
     AccountError,
     InvalidRecipient,
     OutboundSms,
@@ -33,13 +33,13 @@ from outreach.transports import (
     UncertainSendError,
     sms_transport,
 )
-from outreach.transports.sandbox import (
+from outreach.providers.sandbox.sms import (
     Magic,
     SandboxSmsTransport,
     sign_status_callback,
     simulated_outcome,
 )
-from outreach.transports.twilio import RetryPolicy, TwilioSmsTransport, error_from_exception
+from outreach.providers.twilio.client import RetryPolicy, TwilioSmsTransport, error_from_exception
 from tests.fakes import FakeTwilio
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 from flask.testing import FlaskClient
 
-from outreach import twilio_spool
-from outreach.inbound import InboundSms
-from outreach.services import Services
+from outreach.app.services import Services
+from outreach.sms import spool
+from outreach.sms.inbound import InboundSms
 from web import create_app
 
 
@@ -26,8 +26,8 @@ def test_healthz_counts_the_twilio_spool_without_failing_for_it(
 ) -> None:
     """Spooled webhooks are safe, not an outage: a load balancer keeps sending traffic."""
     sms = InboundSms("SM" + "1" * 32, "+16175550111", "+16175550100", "hello")
-    twilio_spool.spool_text(services.redis, sms)
-    services.redis.rpush(twilio_spool.DEAD, "{}")
+    spool.spool_text(services.redis, sms)
+    services.redis.rpush(spool.DEAD, "{}")
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json["twilio_spool"] == {"waiting": 1, "set_aside": 1}
@@ -49,7 +49,7 @@ def test_healthz_says_which_part_is_down(services: Services) -> None:
 
 
 def test_dashboard_home_lists_huddles(client: FlaskClient, services: Services) -> None:
-    from outreach.huddles import create_huddle
+    from outreach.people.huddles import create_huddle
 
     assert "No huddles yet" in client.get("/").get_data(as_text=True)
     with services.sessions.begin() as session:
@@ -60,7 +60,7 @@ def test_dashboard_home_lists_huddles(client: FlaskClient, services: Services) -
 def test_dashboard_home_lists_nothing_in_production(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from outreach.huddles import create_huddle
+    from outreach.people.huddles import create_huddle
 
     with services.sessions.begin() as session:
         create_huddle(session, slug="logan", name="Logan Huddle", keywords=["LOGAN"])

@@ -13,10 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from outreach import consent, copy
-from outreach import web_join as wj
-from outreach.clock import utcnow
-from outreach.huddles import create_huddle
+from outreach import consent
+from outreach import join as wj
+from outreach.app.clock import utcnow
+from outreach.app.services import Services
+from outreach.messages import copy
 from outreach.models import (
     ConsentEvent,
     Huddle,
@@ -25,7 +26,7 @@ from outreach.models import (
     Subscription,
 )
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
 from tests.webhooks.twilio_helpers import Phone
 
 LOGAN_NUMBER = "+16175550100"
@@ -289,7 +290,7 @@ def test_expired_confirm_link_is_410(
 def test_unsubscribed_after_asking_an_old_link_does_not_resubscribe(
     client: FlaskClient, services: Services, logan: Huddle
 ) -> None:
-    from outreach import unsubscribe as u
+    from outreach.consent import unsubscribe as u
 
     submit(client, fields())
     link = confirm_path(outbox(services, "email")[0])
@@ -305,7 +306,7 @@ def test_unsubscribed_after_asking_an_old_link_does_not_resubscribe(
 def test_rejoining_after_unsubscribing_from_everything(
     client: FlaskClient, services: Services, logan: Huddle
 ) -> None:
-    from outreach import unsubscribe as u
+    from outreach.consent import unsubscribe as u
 
     submit(client, fields())
     client.post(confirm_path(outbox(services, "email")[0]))

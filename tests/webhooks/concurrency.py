@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
 
-from outreach.services import Services
+from outreach.app.services import Services
 
 
 class Hold:
@@ -50,7 +50,7 @@ def held(services: Services, table: str = "members") -> Iterator[Hold]:
         if engine.dialect.name == "postgresql":
             connection.execute(text(f"LOCK TABLE {table} IN SHARE MODE"))
         else:
-            connection.exec_driver_sql("SELECT 1")  # begins IMMEDIATE (outreach.db)
+            connection.exec_driver_sql("SELECT 1")  # begins IMMEDIATE (outreach.app.db)
         try:
             yield Hold(connection, table)
         finally:

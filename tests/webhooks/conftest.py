@@ -6,9 +6,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from outreach.huddles import create_huddle
+from outreach.app.services import Services
 from outreach.models import Campaign, Delivery
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
 from tests.members import active_member
 from tests.webhooks.twilio_helpers import Phone
 

@@ -19,6 +19,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
+from outreach.app.services import Services
 from outreach.models import (
     ConsentEvent,
     Huddle,
@@ -27,7 +28,6 @@ from outreach.models import (
     Subscription,
     Suppression,
 )
-from outreach.services import Services
 from tests.webhooks.concurrency import held
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, reply_text

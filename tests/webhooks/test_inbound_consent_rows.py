@@ -1,7 +1,7 @@
 """The exact rows STOP and a join keyword write: the ledger's provenance, suppressions added,
 re-armed and lifted, subscriptions' states, steps and times, the text's own row.
 
-These texts write their consent rows as plain SQL on the webhook's hot path (``outreach.inbound``
+These texts write their consent rows as plain SQL on the webhook's hot path (``outreach.sms.inbound``
 ``_Statements.write``); the rows must be the ones ``outreach.consent`` writes everywhere else.
 """
 
@@ -13,10 +13,10 @@ import time_machine
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from outreach.huddles import create_huddle
+from outreach.app.services import Services
 from outreach.models import ConsentEvent, Huddle, InboundMessage, Member, Subscription, Suppression
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone
 

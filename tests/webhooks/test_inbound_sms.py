@@ -11,8 +11,8 @@ import time_machine
 from flask.testing import FlaskClient
 from sqlalchemy import delete, func, select, update
 
-from outreach import consent, inbound
-from outreach.huddles import create_huddle
+from outreach import consent
+from outreach.app.services import Services
 from outreach.models import (
     ConsentEvent,
     Huddle,
@@ -24,7 +24,8 @@ from outreach.models import (
     Suppression,
 )
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
+from outreach.sms import inbound
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
 from tests.workers.campaign_helpers import add_members
@@ -546,11 +547,11 @@ def test_parameters_twilio_adds_later_are_covered_by_the_signature(phone: Phone)
 def test_log_lines_mask_the_number_and_keep_info_for_consent_changes(
     phone: Phone, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="outreach.inbound")
+    caplog.set_level(logging.DEBUG, logger="outreach.sms.inbound")
     join_and_confirm(phone)
     phone.text("See you Saturday!")
     phone.text("STOP")
-    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "outreach.inbound"]
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "outreach.sms.inbound"]
     assert [(level, text.rsplit(": ", 1)[1]) for level, text in lines] == [
         (logging.INFO, "join"),
         (logging.INFO, "confirm"),

@@ -24,10 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from outreach import consent, email_events, fanout
-from outreach.clock import utcnow
-from outreach.email_events import event_public_key, signature_problem
-from outreach.huddles import create_huddle
+from outreach import consent
+from outreach.app.clock import utcnow
+from outreach.app.services import Services
+from outreach.app.settings import Settings
+from outreach.campaigns import fanout
+from outreach.email import events as email_events
+from outreach.email.events import event_public_key, signature_problem
 from outreach.models import (
     Campaign,
     ConsentEvent,
@@ -38,8 +41,7 @@ from outreach.models import (
     Suppression,
 )
 from outreach.models import members as m
-from outreach.services import Services
-from outreach.settings import Settings
+from outreach.people.huddles import create_huddle
 from web import create_app
 
 PATH = "/webhooks/sendgrid/events"
@@ -344,9 +346,9 @@ def fake_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
         assert settings.email_backend == "sandbox"
         return PRIVATE_KEY, PUBLIC_KEY
 
-    module = types.ModuleType("outreach.transports.email_sandbox")
+    module = types.ModuleType("outreach.providers.sandbox.email")
     module.sandbox_event_keys = sandbox_event_keys  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "outreach.transports.email_sandbox", module)
+    monkeypatch.setitem(sys.modules, "outreach.providers.sandbox.email", module)
 
 
 def test_the_sandbox_key_is_used_when_none_is_configured(
@@ -368,7 +370,7 @@ def test_the_sandbox_key_is_used_when_none_is_configured(
 def test_no_sandbox_module_means_no_key(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "outreach.transports.email_sandbox", None)  # ImportError
+    monkeypatch.setitem(sys.modules, "outreach.providers.sandbox.email", None)  # ImportError
     assert (
         event_public_key(services.settings.with_overrides(sendgrid_event_public_key=None)) is None
     )

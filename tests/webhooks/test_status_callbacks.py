@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
 from outreach import consent
+from outreach.app.services import Services
 from outreach.models import (
     Campaign,
     ConsentEvent,
@@ -20,7 +21,7 @@ from outreach.models import (
     Suppression,
 )
 from outreach.models import members as m
-from outreach.receipts import (
+from outreach.sms.receipts import (
     ErrorAction,
     StatusOutcome,
     handle_status,
@@ -28,7 +29,6 @@ from outreach.receipts import (
     parse_error_policy,
     replay_early_events,
 )
-from outreach.services import Services
 from tests.webhooks.concurrency import held
 from tests.webhooks.conftest import DELIVERY_SID, MARIA, add_sent_delivery
 from tests.webhooks.twilio_helpers import signed_post

@@ -17,14 +17,14 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from outreach.db import make_engine, make_session_factory
+from outreach.app.db import make_engine, make_session_factory
+from outreach.app.services import Services
 from outreach.models import InboundMessage
-from outreach.services import Services
+from outreach.providers.twilio.signature import compute_signature, is_valid_signature
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import BASE, Phone, new_sid, signed_post
 from web import create_app
-from webhooks.signatures import compute_signature, is_valid_signature
 from webhooks.twilio import MAX_REQUEST_BYTES, parse_form, public_url
 
 PATHS = ("/webhooks/twilio/sms", "/webhooks/twilio/status")

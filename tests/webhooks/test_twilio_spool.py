@@ -22,9 +22,9 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import Engine, create_engine, func, select
 
 from cli.main import main
-from outreach import consent, twilio_spool
-from outreach.db import make_session_factory
-from outreach.inbound import InboundSms
+from outreach import consent
+from outreach.app.db import make_session_factory
+from outreach.app.services import Services
 from outreach.models import (
     ConsentEvent,
     Delivery,
@@ -32,8 +32,9 @@ from outreach.models import (
     OutboxMessage,
     Subscription,
 )
-from outreach.services import Services
-from outreach.transports.sandbox import SandboxSmsTransport
+from outreach.providers.sandbox.sms import SandboxSmsTransport
+from outreach.sms import spool
+from outreach.sms.inbound import InboundSms
 from tests.webhooks.conftest import DELIVERY_SID, LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
 from web import create_app
@@ -65,14 +66,14 @@ def phone_while_down(down: Services, logan: None) -> Phone:
     return Phone(create_app(down.settings, down).test_client(), MARIA, LOGAN_NUMBER)
 
 
-def spooled(services: Services, key: str = twilio_spool.SPOOL) -> list[dict[str, object]]:
+def spooled(services: Services, key: str = spool.SPOOL) -> list[dict[str, object]]:
     return [json.loads(raw) for raw in services.redis.lrange(key, 0, -1)]
 
 
-def replay(services: Services) -> twilio_spool.Replayed:
+def replay(services: Services) -> spool.Replayed:
     transport = SandboxSmsTransport(services.settings, services.sessions)
-    replayer = twilio_spool.Replayer(services.sessions, services.held, transport)
-    return twilio_spool.replay(services.redis, replayer)
+    replayer = spool.Replayer(services.sessions, services.held, transport)
+    return spool.replay(services.redis, replayer)
 
 
 def outbox(services: Services) -> list[tuple[str, str | None, str]]:
@@ -107,8 +108,8 @@ def test_a_text_the_database_did_not_take_is_spooled_then_applied_and_answered(
     ((to, sender, body),) = outbox(services)
     assert (to, sender) == (MARIA, LOGAN_NUMBER)
     assert "Reply YES to confirm" in body
-    assert services.redis.llen(twilio_spool.SPOOL) == 0
-    assert services.redis.llen(twilio_spool.REPLAYING) == 0
+    assert services.redis.llen(spool.SPOOL) == 0
+    assert services.redis.llen(spool.REPLAYING) == 0
 
 
 def test_a_stop_spooled_in_an_outage_waits_for_the_database_however_long(
@@ -118,7 +119,7 @@ def test_a_stop_spooled_in_an_outage_waits_for_the_database_however_long(
     phone.text("YES")
     assert phone_while_down.send("STOP").status_code == 500
     assert phone_while_down.send("hello?").status_code == 500
-    for _ in range(twilio_spool.MAX_ATTEMPTS + 2):  # the database is still away
+    for _ in range(spool.MAX_ATTEMPTS + 2):  # the database is still away
         outcome = replay(down)
         assert (outcome.applied, outcome.waiting, outcome.dead) == (0, 2, 0)
     assert [e["attempts"] for e in spooled(services)] == [0, 0]  # an outage is not a failure
@@ -156,16 +157,16 @@ def test_a_text_that_keeps_failing_is_set_aside_and_the_rest_go_on(
     good = InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "JOIN LOGAN")
     poison = {"message_sid": None, "from_raw": MARIA, "to": LOGAN_NUMBER, "body": "x"}
     entry = {"kind": "text", "request": poison, "spooled_at": "2026-11-28T10:00:00+00:00"}
-    services.redis.rpush(twilio_spool.SPOOL, json.dumps(entry))
-    twilio_spool.spool_text(services.redis, good)
-    with caplog.at_level(logging.ERROR, logger="outreach.twilio_spool"):
+    services.redis.rpush(spool.SPOOL, json.dumps(entry))
+    spool.spool_text(services.redis, good)
+    with caplog.at_level(logging.ERROR, logger="outreach.sms.spool"):
         first = replay(services)  # each text is tried once a run
         assert (first.applied, first.waiting, first.dead) == (1, 1, 0)
-        for _ in range(twilio_spool.MAX_ATTEMPTS - 1):
+        for _ in range(spool.MAX_ATTEMPTS - 1):
             outcome = replay(services)
     assert (outcome.applied, outcome.waiting, outcome.dead) == (0, 0, 1)
-    (dead,) = spooled(services, twilio_spool.DEAD)
-    assert (dead["attempts"], dead["error"]) == (twilio_spool.MAX_ATTEMPTS, "TypeError")
+    (dead,) = spooled(services, spool.DEAD)
+    assert (dead["attempts"], dead["error"]) == (spool.MAX_ATTEMPTS, "TypeError")
     assert "set aside after 5 failed replays" in caplog.text
     with services.sessions() as session:
         assert session.scalars(select(InboundMessage.body)).all() == ["JOIN LOGAN"]
@@ -174,11 +175,11 @@ def test_a_text_that_keeps_failing_is_set_aside_and_the_rest_go_on(
 def test_a_text_left_mid_replay_by_a_crash_is_applied_on_the_next_run(
     services: Services, logan: None
 ) -> None:
-    twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
-    services.redis.lmove(twilio_spool.SPOOL, twilio_spool.REPLAYING, "LEFT", "RIGHT")
+    spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
+    services.redis.lmove(spool.SPOOL, spool.REPLAYING, "LEFT", "RIGHT")
     outcome = replay(services)
     assert (outcome.applied, outcome.waiting) == (1, 0)
-    assert services.redis.llen(twilio_spool.REPLAYING) == 0
+    assert services.redis.llen(spool.REPLAYING) == 0
 
 
 def test_without_redis_either_the_text_is_a_logged_500(
@@ -248,9 +249,9 @@ def test_an_operator_sees_what_was_set_aside_and_puts_it_back(
 ) -> None:
     """After the fix for what failed it: ``outreach spool retry``, and the worker applies it."""
     sms = InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "JOIN LOGAN")
-    aside = twilio_spool.Spooled("text", dataclasses.asdict(sms), "2026-11-28T10:00:00+00:00", 5)
-    services.redis.rpush(twilio_spool.DEAD, dataclasses.replace(aside, error="TypeError").dumps())
-    twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "hello"))
+    aside = spool.Spooled("text", dataclasses.asdict(sms), "2026-11-28T10:00:00+00:00", 5)
+    services.redis.rpush(spool.DEAD, dataclasses.replace(aside, error="TypeError").dumps())
+    spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "hello"))
 
     status = cli.invoke(main, ["spool", "status"])  # ids only: no number, no text
     assert status.exit_code == 0, status.output
@@ -263,7 +264,7 @@ def test_an_operator_sees_what_was_set_aside_and_puts_it_back(
     retried = cli.invoke(main, ["spool", "retry"])
     assert retried.exit_code == 0, retried.output
     assert retried.output.startswith("1 back in the spool")
-    assert services.redis.llen(twilio_spool.DEAD) == 0
+    assert services.redis.llen(spool.DEAD) == 0
     assert [e["attempts"] for e in spooled(services)] == [0, 0]
     assert replay(services).applied == 2
 
@@ -273,18 +274,18 @@ def test_an_entry_that_is_not_a_request_is_set_aside_unread(
     services: Services, logan: None, cli: CliRunner, entry: str
 ) -> None:
     """Written by hand or by a bug: it must not stop the spool behind it."""
-    services.redis.rpush(twilio_spool.SPOOL, entry)
-    twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
+    services.redis.rpush(spool.SPOOL, entry)
+    spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
     outcome = replay(services)
     assert (outcome.applied, outcome.dead, outcome.waiting) == (1, 1, 0)
-    assert [raw.decode() for raw in services.redis.lrange(twilio_spool.DEAD, 0, -1)] == [entry]
+    assert [raw.decode() for raw in services.redis.lrange(spool.DEAD, 0, -1)] == [entry]
     status = cli.invoke(main, ["spool", "status"])
     assert status.output.splitlines()[1:] == [
         "set aside: 1",
         "  ?  unreadable -  0 attempts, last unreadable",
     ]
     assert cli.invoke(main, ["spool", "retry"]).output.startswith("0 back in the spool")
-    assert services.redis.llen(twilio_spool.DEAD) == 1
+    assert services.redis.llen(spool.DEAD) == 1
 
 
 def test_a_backlog_drains_run_after_run_and_an_empty_spool_waits(
@@ -293,7 +294,7 @@ def test_a_backlog_drains_run_after_run_and_an_empty_spool_waits(
     """After a long outage: each run has a budget, and while texts apply the next starts at
     once; an empty spool is looked at again in 15 s."""
     for body in ("one", "two", "three"):
-        twilio_spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, body))
+        spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, body))
     assert replay_in(services, seconds=0).applied == 0  # out of time before the first
     monkeypatch.setattr(jobs, "REPLAY_LIMIT", 2)  # a budget that ends with one left
     registry = ScheduledJobRegistry(DEFAULT_QUEUE, connection=services.redis)
@@ -309,7 +310,7 @@ def test_a_backlog_drains_run_after_run_and_an_empty_spool_waits(
     assert registry.get_scheduled_time(later).timestamp() > before + 10
 
 
-def replay_in(services: Services, *, seconds: float) -> twilio_spool.Replayed:
+def replay_in(services: Services, *, seconds: float) -> spool.Replayed:
     transport = SandboxSmsTransport(services.settings, services.sessions)
-    replayer = twilio_spool.Replayer(services.sessions, services.held, transport)
-    return twilio_spool.replay(services.redis, replayer, seconds=seconds)
+    replayer = spool.Replayer(services.sessions, services.held, transport)
+    return spool.replay(services.redis, replayer, seconds=seconds)

@@ -16,13 +16,13 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from outreach import consent
-from outreach import unsubscribe as u
-from outreach.clock import utcnow
-from outreach.huddles import create_huddle
+from outreach.app.clock import utcnow
+from outreach.app.services import Services
+from outreach.app.settings import Settings
+from outreach.consent import unsubscribe as u
 from outreach.models import ConsentEvent, Huddle, Member, Subscription, Suppression
 from outreach.models import members as m
-from outreach.services import Services
-from outreach.settings import Settings
+from outreach.people.huddles import create_huddle
 from tests.members import active_member
 
 EMAIL = "maria@example.org"

@@ -6,10 +6,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach import campaigns, consent
-from outreach.huddles import create_huddle
+from outreach.app.services import Services
 from outreach.models import Huddle, Member, MemberTag, OutboxMessage
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
 from tests.members import active_member
 from workers.queues import ALL_QUEUES
 

@@ -10,11 +10,11 @@ import time_machine
 from sqlalchemy import select
 
 from outreach import campaigns, consent
+from outreach.app.services import Services
 from outreach.models import Campaign, Delivery
 from outreach.models import campaigns as k
 from outreach.models import members as m
-from outreach.services import Services
-from outreach.transports.twilio import TwilioSmsTransport
+from outreach.providers.twilio.client import TwilioSmsTransport
 from tests.conftest import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 from tests.fakes import FakeTwilio
 from tests.workers.campaign_helpers import SENDER, add_members, draft, make_huddle, run_worker

@@ -10,14 +10,15 @@ from flask.testing import FlaskClient
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from outreach import campaigns, consent, twilio_spool
+from outreach import campaigns, consent
+from outreach.app.services import Services
 from outreach.campaigns import CampaignError
-from outreach.inbound import InboundSms
 from outreach.models import Campaign, Delivery, OutboxMessage
 from outreach.models import campaigns as k
 from outreach.models import members as m
-from outreach.services import Services
-from outreach.transports.base import OutboundSms, SendResult, SmsTransport
+from outreach.providers.sms import OutboundSms, SendResult, SmsTransport
+from outreach.sms import spool
+from outreach.sms.inbound import InboundSms
 from tests.webhooks.twilio_helpers import Phone
 from tests.workers.campaign_helpers import (
     SENDER,
@@ -270,8 +271,8 @@ def test_relaunching_never_duplicates_deliveries(services: Services) -> None:
         add_members(session, huddle, 7)
     campaign_id = draft(services)
     jobs.launch_campaign(campaign_id)
-    from outreach import fanout
-    from outreach.clock import utcnow
+    from outreach.app.clock import utcnow
+    from outreach.campaigns import fanout
 
     assert fanout.snapshot(services.sessions, campaign_id, now=utcnow()) == 7
     jobs.enqueue_batches(campaign_id)  # a second set of jobs for the same rows
@@ -292,11 +293,11 @@ def test_a_stop_spooled_in_an_outage_counts_before_the_campaign_sends(
     campaign_id = draft(services)
     jobs.launch_campaign(campaign_id)
     stop = InboundSms("SM" + "5" * 32, stopped.phone, SENDER, "STOP")
-    twilio_spool.spool_text(services.redis, stop)
+    spool.spool_text(services.redis, stop)
 
     run_worker(services)
 
-    assert services.redis.llen(twilio_spool.SPOOL) == 0
+    assert services.redis.llen(spool.SPOOL) == 0
     with services.sessions() as session:
         reason = session.scalar(
             select(Delivery.skip_reason).where(Delivery.address == stopped.phone)

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from outreach import campaigns, consent
+from outreach.app.services import Services
 from outreach.campaigns import CampaignError
-from outreach.huddles import create_huddle
 from outreach.models import Delivery, Huddle, Member, OutboxMessage
 from outreach.models import campaigns as k
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
 from tests.fakes import FakeSendGrid
 from tests.workers.campaign_helpers import run_worker
 from workers import context, jobs

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from outreach import campaigns, consent
-from outreach.huddles import create_huddle
+from outreach.app.services import Services
 from outreach.models import Delivery, EmailEvent
 from outreach.models import campaigns as k
 from outreach.models import members as m
-from outreach.services import Services
+from outreach.people.huddles import create_huddle
 from tests.members import active_member
 from tests.workers.campaign_helpers import add_members, draft, make_huddle, run_worker
 from web import create_app

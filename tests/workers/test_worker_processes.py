@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from outreach import campaigns, reconcile
-from outreach.clock import utcnow
+from outreach import campaigns
+from outreach.app.clock import utcnow
+from outreach.app.services import Services
+from outreach.campaigns import reconcile
 from outreach.models import Delivery, OutboxMessage
 from outreach.models import campaigns as k
-from outreach.services import Services
-from outreach.transports import sms_transport
+from outreach.providers import sms_transport
 from tests.workers.campaign_helpers import add_members, draft, make_huddle, outbox_counts
 from workers import jobs
 

@@ -1,0 +1,1 @@
+"""Phone numbers and email addresses: normalized, validated, masked for logs."""

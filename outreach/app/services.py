@@ -1,0 +1,53 @@
+"""The long-lived things a process needs, built once from Settings: engine, sessions, Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.app.db import (
+    HeldConnections,
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+)
+from outreach.app.settings import Settings
+
+
+def embedded_redis_url(settings: Settings) -> str:
+    return f"unix://{settings.instance_path / 'redis.sock'}"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+    # the inbound webhook's connections, one per thread (see HeldConnections)
+    held: HeldConnections = field(init=False)
+    # for reads only: on SQLite they take no write lock (see make_read_session_factory)
+    read_sessions: sessionmaker[Session] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.held = HeldConnections(self.engine)
+        self.read_sessions = make_read_session_factory(self.engine)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.database_url)
+        client = redis.Redis.from_url(
+            settings.redis_url or embedded_redis_url(settings),
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        return cls(settings, engine, make_session_factory(engine), client)
+
+    def close(self) -> None:
+        self.held.close()
+        self.redis.close()
+        self.engine.dispose()

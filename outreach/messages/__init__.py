@@ -1,0 +1,1 @@
+"""What we say: organizer templates, SMS encoding and segments, the compliance copy."""
