@@ -5,9 +5,10 @@
     .venv/bin/python bench/campaign_ratelimit.py --rate 50 --seconds 30 --processes 3
 
 Two processes (each its own Redis connection, as two worker machines would have) call
-``outreach.campaigns.ratelimit.RateLimiter.take`` in a loop on the same sender key, each asking for 1 or
-2 segments at random (70% / 30%: one- and two-segment texts mixed), against an embedded Redis
-of our own. Each records when every take returned and for how many segments. Afterwards:
+``outreach.campaigns.ratelimit.RateLimiter.take`` in a loop on the same sender key, each
+asking for 1 or 2 segments at random (70% / 30%: one- and two-segment texts mixed), against an
+embedded Redis of our own. Each records when every take returned and for how many segments.
+Afterwards:
 
 - achieved rate over the run, counted from the first take to the end, with and without the
   initial burst (the bucket starts full: ``burst`` = one second of the rate);

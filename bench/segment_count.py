@@ -1,4 +1,6 @@
-"""How fast does ``outreach.campaigns.segments.count`` answer on a big huddle? (SQLite and PostgreSQL.)
+"""How fast does ``outreach.campaigns.segments.count`` answer on a big huddle?
+
+SQLite and PostgreSQL.
 
     .venv/bin/python bench/segment_count.py                      # 1,000,000 members, SQLite
     .venv/bin/python bench/segment_count.py --members 200000

@@ -76,9 +76,7 @@ def main() -> int:
             form = parse_qs(line.split("\t", 1)[1], keep_blank_values=True)
             sms = InboundSms(form["MessageSid"][0], form["From"][0], form["To"][0], form["Body"][0])
             spool.spool_text(services.redis, sms)
-        replayer = spool.Replayer(
-            services.sessions, services.held, SandboxSmsTransport(settings, services.sessions)
-        )
+        replayer = spool.Replayer(services.engine, SandboxSmsTransport(settings, services.sessions))
         wall, cpu = time.perf_counter(), time.process_time()
         outcome = spool.replay(services.redis, replayer, limit=args.texts)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -1,54 +1,30 @@
 """The public join page of each huddle: ``/join/<slug>`` and its email confirmation link.
 
-The logic lives in :mod:`outreach.join`; this module is the HTTP side: the CSRF token, the
-honeypot, the per-IP rate limit, and the pages.
-
-CSRF: a random token kept in the (signed, HttpOnly, SameSite=Lax) Flask session cookie and
-echoed in a hidden field; a POST whose field doesn't match it is refused with 400. No new
-dependency, and nothing to configure. The honeypot is a text field hidden from people
+The logic lives in :mod:`outreach.join`; this module is the HTTP side: CSRF (Flask-WTF, app-wide),
+the honeypot, the per-IP limit, and the pages. The honeypot is a text field hidden from people
 (``website``); a filled one gets the success page and nothing is stored or sent.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 
-from flask import Blueprint, Response, render_template, request, session
+from flask import Blueprint, Response, current_app, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from limits import parse
 
 from outreach import join as wj
 from outreach.addresses.emails import mask_email
 from outreach.models import Huddle
 from outreach.people.huddles import HuddleError, get_huddle
-from web.extensions import services
+from web.extensions import csrf, services, throttle
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("join", __name__)
 
-CSRF_SESSION_KEY = "join_csrf"
-CSRF_FIELD = "csrf_token"
 HONEYPOT_FIELD = "website"
-
-
-def _csrf_token() -> str:
-    token = session.get(CSRF_SESSION_KEY)
-    if not isinstance(token, str) or len(token) < 32:
-        token = secrets.token_urlsafe(32)
-        session[CSRF_SESSION_KEY] = token
-    return token
-
-
-def _csrf_valid() -> bool:
-    expected = session.get(CSRF_SESSION_KEY)
-    given = request.form.get(CSRF_FIELD, "")
-    return (
-        isinstance(expected, str)
-        and bool(given)
-        and hmac.compare_digest(expected.encode(), given.encode())
-    )
 
 
 def _huddle(slug: str) -> Huddle | None:
@@ -85,7 +61,6 @@ def _form_page(
         form=form,
         errors=errors or {},
         banner=banner,
-        csrf_token=_csrf_token(),
         sms_disclosure=wj.sms_disclosure(huddle),
         email_disclosure=wj.email_disclosure(huddle),
     )
@@ -107,7 +82,8 @@ def submit(slug: str) -> ResponseReturnValue:
     if huddle is None:
         return _not_found()
     svc = services()
-    if not wj.allow_submission(svc.redis, request.remote_addr):
+    limit = parse(current_app.config["JOIN_RATE_LIMIT"])  # per IP, "5 per 10 minutes"
+    if not throttle().hit(limit, "join", request.remote_addr or "unknown"):
         log.info("join %s: rate limit for %s", huddle.slug, request.remote_addr)
         page = render_template(
             "join/error.html",
@@ -118,15 +94,9 @@ def submit(slug: str) -> ResponseReturnValue:
             ),
             huddle=huddle,
         )
-        return Response(page, status=429, headers={"Retry-After": str(wj.RATE_WINDOW)})
+        retry = throttle().retry_after(limit, "join", request.remote_addr or "unknown")
+        return Response(page, status=429, headers={"Retry-After": str(retry)})
     form_data = wj.JoinForm.from_mapping(request.form)
-    if not _csrf_valid():
-        return _form_page(
-            huddle,
-            form_data,
-            banner="This form had expired. Please check your details and send it again.",
-            status=400,
-        )
     if request.form.get(HONEYPOT_FIELD, "").strip():
         log.info(
             "join %s: honeypot filled from %s; nothing stored", huddle.slug, request.remote_addr
@@ -181,6 +151,21 @@ def _display_number(e164: str | None) -> str | None:
     return e164
 
 
+@bp.errorhandler(CSRFError)
+def _expired(error: CSRFError) -> ResponseReturnValue:
+    """A POST without this visitor's CSRF token: the form again, with what they typed."""
+    log.info("join: %s", error.description)
+    huddle = _huddle(request.view_args.get("slug", "") if request.view_args else "")
+    if huddle is None or request.endpoint != "join.submit":
+        return _not_found() if huddle is None else _link_problem(huddle, expired=False)
+    return _form_page(
+        huddle,
+        wj.JoinForm.from_mapping(request.form),
+        banner="This form had expired. Please check your details and send it again.",
+        status=400,
+    )
+
+
 @bp.get("/join/<slug>/confirm/<token>")
 def confirm_page(slug: str, token: str) -> ResponseReturnValue:
     """The link in the email: a page with one button, and nothing changed yet.
@@ -197,6 +182,7 @@ def confirm_page(slug: str, token: str) -> ResponseReturnValue:
 
 
 @bp.post("/join/<slug>/confirm/<token>")
+@csrf.exempt  # the signed token in the URL is the credential (as for unsubscribe links)
 def confirm(slug: str, token: str) -> ResponseReturnValue:
     try:
         huddle, target = _confirm_link(slug, token)

@@ -22,7 +22,7 @@ from outreach.messages.copy import NETWORK_NAME
 from outreach.models import Huddle
 from outreach.models import consent as c
 from outreach.models import members as m
-from web.extensions import services
+from webhooks import services
 
 log = logging.getLogger(__name__)
 

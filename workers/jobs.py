@@ -37,8 +37,8 @@ from outreach.providers.sandbox.email import (
 )
 from outreach.providers.sandbox.sms import SandboxSmsTransport, sign_status_callback
 from outreach.providers.sms import SmsTransport
+from outreach.providers.twilio.error_policy import parse_error_policy
 from outreach.sms import spool
-from outreach.sms.receipts import parse_error_policy
 from workers import context
 from workers.queues import DEFAULT_QUEUE, SEND_QUEUE
 
@@ -325,17 +325,14 @@ def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
             return {"skipped": 1}
         try:
             replayer = spool.Replayer(
-                sessions=svc.sessions,
-                connections=svc.held,
+                engine=svc.engine,
                 transport=_thread_transport(),
                 default_region=svc.settings.default_region,
                 policy=parse_error_policy(svc.settings.twilio_error_policy),
             )
             # After a long outage the spool may hold many minutes of traffic: drain it for a
             # time budget, not a fixed count, and go on at once while it applies.
-            result = spool.replay(
-                svc.redis, replayer, limit=REPLAY_LIMIT, seconds=REPLAY_SECONDS
-            )
+            result = spool.replay(svc.redis, replayer, limit=REPLAY_LIMIT, seconds=REPLAY_SECONDS)
         finally:
             lock.release()
         draining = result.waiting > 0 and (result.applied + result.unchanged) > 0

@@ -8,12 +8,7 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.app.db import (
-    HeldConnections,
-    make_engine,
-    make_read_session_factory,
-    make_session_factory,
-)
+from outreach.app.db import make_engine, make_read_session_factory, make_session_factory
 from outreach.app.settings import Settings
 
 
@@ -27,13 +22,10 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis
-    # the inbound webhook's connections, one per thread (see HeldConnections)
-    held: HeldConnections = field(init=False)
     # for reads only: on SQLite they take no write lock (see make_read_session_factory)
     read_sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.held = HeldConnections(self.engine)
         self.read_sessions = make_read_session_factory(self.engine)
 
     @classmethod
@@ -48,6 +40,5 @@ class Services:
         return cls(settings, engine, make_session_factory(engine), client)
 
     def close(self) -> None:
-        self.held.close()
         self.redis.close()
         self.engine.dispose()

@@ -152,7 +152,7 @@ class Settings:
 
         error_policy = get("TWILIO_ERROR_POLICY")
         if error_policy:
-            from outreach.sms.receipts import parse_error_policy  # noqa: PLC0415 - avoids a cycle
+            from outreach.providers.twilio.error_policy import parse_error_policy  # noqa: PLC0415
 
             try:
                 parse_error_policy(error_policy)

@@ -9,28 +9,23 @@ RFC 8058 one-click unsubscribe headers.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from itsdangerous.encoding import base64_encode, int_to_bytes
 from sqlalchemy import Table, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.app.settings import Settings
-from outreach.campaigns import get_campaign
-from outreach.campaigns.sms_sender import (
+from outreach.campaigns import get_campaign, recipient_window
+from outreach.campaigns.claims import (
     BatchOutcome,
     ClaimedDelivery,
     SendContext,
     blocked_deliveries,
-    check_quiet_hours,
     claimed_groups,
     defer_deliveries,
     record_outcomes,
@@ -123,7 +118,9 @@ def _timely(
         member = members.get(item.member_id)
         if member is None:
             continue
-        verdict = check_quiet_hours(member, member.phone or "", huddle.timezone, None, now)
+        verdict = recipient_window.check_quiet_hours(
+            member, member.phone or "", huddle.timezone, None, now
+        )
         if isinstance(verdict, tuple) and verdict[0] is not None:
             deferred.append((item.delivery_id, verdict[0]))
         else:
@@ -144,9 +141,8 @@ def _letters(
     from_email = huddle.email_from_address or ""
     categories = [f"campaign-{campaign.id}", f"huddle-{huddle.slug}"]
     domain = from_email.partition("@")[2] or "localhost"
-    links = _LinkSigner(ctx.settings, huddle.id, m.EMAIL)
     recipients = {
-        item.delivery_id: _recipient(ctx.settings, links, campaign, item, domain) for item in items
+        item.delivery_id: _recipient(ctx.settings, huddle, campaign, item, domain) for item in items
     }
     if prepared.batchable:
         merge = templating.MergeContext(
@@ -207,9 +203,9 @@ def _letters(
 
 
 def _recipient(
-    settings: Settings, links: _LinkSigner, campaign: Campaign, item: ClaimedDelivery, domain: str
+    settings: Settings, huddle: Huddle, campaign: Campaign, item: ClaimedDelivery, domain: str
 ) -> EmailRecipient:
-    token = links.token(item.member_id)
+    token = unsubscribe.make_token(settings, item.member_id, huddle.id, m.EMAIL)
     url = unsubscribe.unsubscribe_url(settings, token)
     return EmailRecipient(
         to=item.address,
@@ -223,100 +219,6 @@ def _recipient(
         },
         substitutions={email_render.UNSUBSCRIBE_SUBSTITUTION: url},
     )
-
-
-class _LinkSigner:
-    """``unsubscribe.make_token`` for one huddle's recipients: the same tokens, 5x cheaper.
-
-    make_token builds an itsdangerous serializer and signer per call, derives the key again,
-    runs HMAC through the pure-Python ``hmac`` path (itsdangerous hands it its own sha1
-    wrapper) and zlib-compresses each tiny payload to see whether it gets shorter (deflate's
-    setup alone costs more than the rest): ~50 µs, a quarter of a batched recipient's cost.
-
-    Here the serializer and the keyed HMAC are made once per group; a token is assembled as
-    itsdangerous assembles it (payload, timestamp, signature, joined by ``.``). The payload
-    skips zlib only when zlib cannot make it shorter (:meth:`_payload`). When built, a token is
-    compared with itsdangerous's own signer and read back with ``unsubscribe.read_token``; if
-    anything differs (another itsdangerous, key derivation or digest), every token comes from
-    make_token instead.
-    """
-
-    def __init__(self, settings: Settings, huddle_id: int, channel: str) -> None:
-        if channel not in m.CHANNELS:
-            raise ValueError(f"unknown channel {channel!r}")
-        self._settings = settings
-        self._huddle_id = int(huddle_id)
-        self._channel = channel
-        serializer = unsubscribe._serializer(settings)
-        self._serializer = serializer
-        signer = serializer.make_signer()
-        self._mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha1)
-        self._second = -1
-        self._stamp = b""
-        self._fast = False
-        try:
-            self._fast = self._agrees(signer)
-        except Exception:  # any surprise: make_token, the reference, signs everything
-            log.warning("fast unsubscribe links disabled: itsdangerous differs", exc_info=True)
-
-    def _agrees(self, signer: Any) -> bool:
-        serializer = self._serializer
-        for member_id in (1, 1234567):
-            obj = [member_id, self._huddle_id, self._channel]
-            text = serializer.serializer.dumps(obj, **serializer.serializer_kwargs)
-            if self._json(member_id) != (text.encode() if isinstance(text, str) else text):
-                return False
-            if self._payload(member_id) != serializer.dump_payload(obj):
-                return False
-        payload = self._payload(1)
-        value, _, signature = signer.sign(payload).rpartition(b".")
-        target = unsubscribe.read_token(self._settings, self._sign(payload))
-        return (
-            signer.sep in (b".", ".")
-            and value.startswith(payload + b".")
-            and signature == base64_encode(self._digest(value))
-            and target == unsubscribe.UnsubscribeTarget(1, self._huddle_id, self._channel)
-        )
-
-    def token(self, member_id: int) -> str:
-        if not self._fast:
-            return unsubscribe.make_token(self._settings, member_id, self._huddle_id, self._channel)
-        return self._sign(self._payload(member_id))
-
-    def _sign(self, payload: bytes) -> str:
-        # TimestampSigner.sign: value = payload.timestamp; value.base64(hmac(derived key, value))
-        second = int(time.time())
-        if second != self._second:
-            self._second, self._stamp = second, base64_encode(int_to_bytes(second))
-        value = payload + b"." + self._stamp
-        return (value + b"." + base64_encode(self._digest(value))).decode("ascii")
-
-    def _digest(self, value: bytes) -> bytes:
-        mac = self._mac.copy()
-        mac.update(value)
-        return mac.digest()
-
-    def _json(self, member_id: int) -> bytes:
-        # itsdangerous's compact JSON of [member, huddle, channel]: ints and a plain name.
-        return f'[{int(member_id)},{self._huddle_id},"{self._channel}"]'.encode()
-
-    def _payload(self, member_id: int) -> bytes:
-        """URLSafeSerializerMixin.dump_payload, without trying zlib where it cannot win.
-
-        itsdangerous keeps the zlib form only when it is at least 2 bytes shorter. zlib adds 6
-        bytes (header, checksum) to the deflate stream; deflate's back-references need a run of
-        3 bytes seen before, and without them a text of at most 32 bytes cannot pay for a
-        Huffman table (fixed codes spend 8 bits per ASCII byte). So a JSON this short in which
-        no 3 bytes occur twice keeps its plain form (checked against zlib itself: 3.5 million
-        such payloads and strings over small alphabets, none shorter). Anything else goes
-        through itsdangerous; bench/email_send.py compares tokens with make_token's.
-        """
-        data = self._json(member_id)
-        n = len(data)
-        if n > 32 or len({data[i : i + 3] for i in range(n - 2)}) != n - 2:
-            obj = [int(member_id), self._huddle_id, self._channel]
-            return bytes(self._serializer.dump_payload(obj))
-        return base64_encode(data)
 
 
 def _send(ctx: EmailContext, letters: list[_Letter]) -> list[EmailSendResult | SendError]:

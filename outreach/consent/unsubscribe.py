@@ -24,6 +24,7 @@ repeated request changes nothing and writes nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +74,13 @@ class UnsubscribeTarget:
 
 
 def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=SALT)
+    return _serializer_for(settings.secret_key)
+
+
+@functools.lru_cache(maxsize=8)
+def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
+    """One serializer per key: a campaign signs a link for every recipient."""
+    return URLSafeTimedSerializer(secret_key, salt=SALT)
 
 
 def make_token(settings: Settings, member_id: int, huddle_id: int, channel: str) -> str:
@@ -198,13 +205,12 @@ def unsubscribe(
         # The network-wide opt-out is consent evidence of its own, beyond the huddles above.
         consent.record(
             session,
-            member=member,
-            huddle=None,
+            member_id=member.id,
+            huddle_id=None,
             channel=channel,
             address=address,
             action=c.OPT_OUT,
             provenance=provenance,
         )
         result.suppressed = True
-    session.flush()
     return result

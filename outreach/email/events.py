@@ -35,11 +35,7 @@ unique key; the loser starts over and finds the winner's rows.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import hashlib
-import importlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -47,9 +43,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,7 +50,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach import consent
 from outreach.addresses.emails import InvalidEmail, mask_email, normalize_email
 from outreach.app.clock import utcnow
-from outreach.app.settings import Settings
 from outreach.models import Campaign, Delivery, EmailEvent, Huddle, Member, Suppression
 from outreach.models import campaigns as k
 from outreach.models import consent as c
@@ -65,113 +57,18 @@ from outreach.models import members as m
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_BODY_BYTES = 5 * 1024 * 1024
-DEFAULT_MAX_AGE = 600  # seconds a signed timestamp stays acceptable (replay window)
-DEFAULT_MAX_SKEW = 60  # seconds a timestamp may be ahead of our clock
 
 # SendGrid ``dropped`` reasons about the message, not the address: suppressing the recipient
 # for these would silence a whole list over one bad template.
 _MESSAGE_LEVEL_DROPS = ("invalid smtpapi", "spam content", "package quota", "size limit")
 
-# Delivery.state -> rank. Higher ranks win; equal ranks don't move (as in receipts.py).
-_STATE_RANK = {
-    k.QUEUED: 0,
-    k.CLAIMED: 0,
-    k.UNKNOWN: 0,
-    k.SENT: 2,
-    k.DELIVERED: 3,
-    k.UNDELIVERED: 3,
-    k.FAILED: 3,
-    k.SKIPPED: 9,
-}
 _ID_CHUNK = 500  # sg_event_ids per IN (…) when looking for duplicates
 _ATTEMPTS = 3  # whole-batch attempts when a concurrent POST wins a unique key
 
 
 class MalformedEvents(ValueError):
     """The body is not a JSON array of event objects; the message says what is wrong."""
-
-
-# -- signature -------------------------------------------------------------------------------
-
-
-def event_public_key(settings: Settings) -> str | None:
-    """The key SendGrid's signatures are checked with: the setting, else the sandbox's own."""
-    if settings.sendgrid_event_public_key:
-        return settings.sendgrid_event_public_key
-    if settings.email_backend != "sandbox":
-        return None
-    try:
-        # Imported by name: the sandbox email transport is optional and loaded only when used.
-        module = importlib.import_module("outreach.providers.sandbox.email")
-        sandbox_event_keys = module.sandbox_event_keys
-    except (ImportError, AttributeError):
-        return None
-    _private_key, public_key_b64 = sandbox_event_keys(settings)
-    return str(public_key_b64) if public_key_b64 else None
-
-
-def replay_window(settings: Settings) -> tuple[int, int]:
-    """(max age, max skew) in seconds; a ``sendgrid_event_max_age`` setting overrides the age."""
-    max_age = getattr(settings, "sendgrid_event_max_age", None) or DEFAULT_MAX_AGE
-    return int(max_age), DEFAULT_MAX_SKEW
-
-
-@functools.lru_cache(maxsize=8)
-def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
-    """SendGrid's verification key: base64 DER (as its settings page shows it) or PEM."""
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(text.encode("ascii"))
-        else:
-            der = base64.b64decode("".join(text.split()), validate=True)
-            key = serialization.load_der_public_key(der)
-    except (ValueError, UnsupportedAlgorithm) as exc:  # binascii.Error is a ValueError
-        raise ValueError(f"the SendGrid event public key cannot be read: {exc}") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("the SendGrid event public key is not an ECDSA P-256 key")
-    return key
-
-
-def signature_problem(
-    public_key: str,
-    *,
-    payload: bytes,
-    signature: str,
-    timestamp: str,
-    now: datetime,
-    max_age: int = DEFAULT_MAX_AGE,
-    max_skew: int = DEFAULT_MAX_SKEW,
-) -> str | None:
-    """Why a signed POST is refused, or None when the signature and its timestamp are good.
-
-    Verifies exactly what SendGrid signs, ``timestamp + payload`` as bytes (the SDK helper,
-    ``EventWebhook.verify_signature``, checks the same thing but takes the body as ``str``).
-    Raises ValueError when the key itself is unusable (a configuration error, not a forgery).
-    """
-    key = load_public_key(public_key)
-    timestamp = timestamp.strip()
-    if not signature or not timestamp:
-        return "missing signature or timestamp"
-    if not timestamp.isascii() or not timestamp.isdigit():
-        return "timestamp is not a number of seconds"
-    try:
-        decoded = base64.b64decode(signature.strip(), validate=True)
-    except binascii.Error:
-        return "signature is not base64"
-    try:
-        key.verify(decoded, timestamp.encode("ascii") + payload, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return "bad signature"
-    age = now.timestamp() - int(timestamp)
-    if age > max_age:
-        return f"stale timestamp ({int(age)} s old)"
-    if -age > max_skew:
-        return f"timestamp {int(-age)} s in the future"
-    return None
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -395,7 +292,7 @@ def _advance(
     """Move forward only: a state of a lower rank never replaces one of a higher rank."""
     if delivery is None:
         return
-    moved = _STATE_RANK[state] > _STATE_RANK.get(delivery.state, 0)
+    moved = k.DELIVERY_RANK[state] > k.DELIVERY_RANK.get(delivery.state, 0)
     if moved:
         delivery.state = state
         delivery.updated_at = now
@@ -414,13 +311,13 @@ def _suppress(
     """Suppress the address on email, with a ledger row when that changes anything."""
     if not target.address:
         return
-    current = session.scalars(
-        select(Suppression).where(
+    current = session.execute(
+        select(Suppression.lifted_at, Suppression.reason).where(
             Suppression.channel == m.EMAIL,
             Suppression.address == target.address,
             Suppression.scope == scope,
         )
-    ).one_or_none()
+    ).first()
     unchanged = current is not None and current.lifted_at is None and current.reason == reason
     consent.suppress(
         session,
@@ -434,8 +331,10 @@ def _suppress(
         return
     consent.record(
         session,
-        member=target.member,
-        huddle=target.huddle if scope != c.ALL_SENDERS else None,
+        member_id=target.member.id if target.member is not None else None,
+        huddle_id=target.huddle.id
+        if target.huddle is not None and scope != c.ALL_SENDERS
+        else None,
         channel=m.EMAIL,
         address=target.address,
         action=c.SUPPRESS,

@@ -28,6 +28,20 @@ FAILED = "failed"
 SKIPPED = "skipped"
 UNKNOWN = "unknown"  # claimed, then the worker died and the provider could not confirm
 
+#: How far along a delivery is. Receipts and email events are at-least-once and unordered: a
+#: report moves a delivery only to a state of a higher rank (a late "sent" after "delivered"
+#: changes nothing). Skipped rows were never sent: no report moves them.
+DELIVERY_RANK = {
+    QUEUED: 0,
+    CLAIMED: 0,
+    UNKNOWN: 0,
+    SENT: 2,
+    DELIVERED: 3,
+    UNDELIVERED: 3,
+    FAILED: 3,
+    SKIPPED: 9,
+}
+
 
 class Segment(Base):
     __tablename__ = "segments"

@@ -58,8 +58,8 @@ class HuddleDirectoryStamp(Base):
 
     Database triggers (migration 0006) set it to a new random value, whoever writes. A web worker
     keeps the huddles on each number texted in memory and checks this one value per text instead
-    of reading them again (``outreach.sms.inbound``). Random, not a counter: a database restored from
-    a backup and edited again never shows a stamp a worker has already seen.
+    of reading them again (``outreach.sms.inbound``). Random, not a counter: a database restored
+    from a backup and edited again never shows a stamp a worker has already seen.
     """
 
     __tablename__ = "huddle_directory_stamp"

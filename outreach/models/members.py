@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
@@ -18,6 +19,10 @@ PENDING = "pending"
 ACTIVE = "active"
 OPTED_OUT = "opted_out"
 SUBSCRIPTION_STATES = (PENDING, ACTIVE, OPTED_OUT)
+
+#: A custom field's name (``MemberField.name``): what an import's column becomes, what a template
+#: (``{{ field.language }}``) and a segment (``field:language=es``) may name.
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class Member(Base):

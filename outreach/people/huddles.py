@@ -11,37 +11,10 @@ from sqlalchemy.orm import Session, selectinload
 from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.models import Huddle, JoinKeyword
 from outreach.models import huddles as h
+from outreach.sms.inbound.classify import is_reserved_keyword
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _KEYWORD = re.compile(r"^[A-Z0-9]{2,40}$")
-# Words that carry a meaning of their own on every number; a join keyword must not shadow them.
-RESERVED_KEYWORDS = frozenset(
-    [
-        "STOP",
-        "STOPALL",
-        "UNSUBSCRIBE",
-        "CANCEL",
-        "END",
-        "QUIT",
-        "REVOKE",
-        "OPTOUT",
-        "START",
-        "UNSTOP",
-        "YES",
-        "Y",
-        "NO",
-        "HELP",
-        "INFO",
-        "SKIP",
-        "JOIN",
-        "PARA",
-        "ALTO",
-        "BAJA",
-        "CANCELAR",
-        "AYUDA",
-        "SI",
-    ]
-)
 
 
 class HuddleError(ValueError):
@@ -52,7 +25,7 @@ def normalize_keyword(raw: str) -> str:
     keyword = re.sub(r"\s+", "", raw or "").upper()
     if not _KEYWORD.match(keyword):
         raise HuddleError(f"keyword {raw!r} must be 2-40 letters or digits")
-    if keyword in RESERVED_KEYWORDS:
+    if is_reserved_keyword(keyword):  # it would shadow STOP, HELP, YES… on every number
         raise HuddleError(f"keyword {keyword} is reserved (STOP, HELP, START, YES…)")
     return keyword
 

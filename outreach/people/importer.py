@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from outreach import consent
 from outreach.addresses.emails import InvalidEmail, normalize_email
 from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
+from outreach.addresses.zips import normalize_zip
 from outreach.app.clock import utcnow
 from outreach.models import Huddle, Member, MemberField, MemberTag, Subscription, Suppression
 from outreach.models import consent as c
@@ -36,8 +37,6 @@ KNOWN_COLUMNS = frozenset(
 )
 _YES = frozenset({"y", "yes", "true", "1", "x"})
 _NO = frozenset({"n", "no", "false", "0", ""})
-_ZIP = re.compile(r"^\d{5}(?:-\d{4})?$")
-_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 MAX_CELL = 1000
 CHUNK_SIZE = 1000
@@ -119,7 +118,7 @@ def parse_rows(
     if duplicates:
         raise ImportFileError(f"the header repeats column(s): {', '.join(sorted(duplicates))}")
     for col in columns:
-        if col not in KNOWN_COLUMNS and not _FIELD_NAME.match(col):
+        if col not in KNOWN_COLUMNS and not m.FIELD_NAME.fullmatch(col):
             raise ImportFileError(
                 f"column {col!r} is neither a known column nor a valid custom field name"
             )
@@ -162,9 +161,10 @@ def _parse_row(
             return RowError(line, f"email {values['email']!r}: {exc.reason}")
     if phone is None and email is None:
         return RowError(line, "needs a phone or an email")
-    zip_code = values.get("zip") or None
-    if zip_code and not _ZIP.match(zip_code):
-        return RowError(line, f"zip {zip_code!r} must be 5 digits (or ZIP+4)")
+    zip_text = values.get("zip") or None
+    zip_code = normalize_zip(zip_text) if zip_text else None
+    if zip_text and zip_code is None:
+        return RowError(line, f"zip {zip_text!r} must be 5 digits (or ZIP+4)")
     tags = [t.strip().lower() for t in re.split(r"[;,|]", values.get("tags", "")) if t.strip()]
     bad_tags = [t for t in tags if not _TAG.match(t)]
     if bad_tags:
@@ -190,7 +190,7 @@ def _parse_row(
         email=email,
         first_name=values.get("first_name") or None,
         last_name=values.get("last_name") or None,
-        zip=zip_code[:5] if zip_code else None,
+        zip=zip_code,
         tags=list(dict.fromkeys(tags)),
         fields={k: v for k, v in values.items() if k not in KNOWN_COLUMNS and v},
         consent=frozenset(chosen),
@@ -347,11 +347,16 @@ def _apply_rows(
 
     member_ids = {member.id for _, member in touched}
     subscriptions = {
-        (s.member_id, s.channel): s
-        for s in session.scalars(
-            select(Subscription).where(
-                Subscription.huddle_id == huddle_id, Subscription.member_id.in_(member_ids)
-            )
+        (row.member_id, row.channel): consent.SubscriptionState(*row)
+        for row in session.execute(
+            select(
+                Subscription.id,
+                Subscription.member_id,
+                Subscription.huddle_id,
+                Subscription.channel,
+                Subscription.state,
+                Subscription.conversation_step,
+            ).where(Subscription.huddle_id == huddle_id, Subscription.member_id.in_(member_ids))
         )
     }
     tags: set[tuple[int, str]] = {
@@ -394,31 +399,21 @@ def _apply_rows(
             if address in suppressed:
                 report.suppressed += 1
                 continue
-            if existing is None:
-                existing = Subscription(
-                    member_id=member.id,
-                    huddle_id=huddle_id,
-                    channel=channel,
-                    state=m.ACTIVE,
-                    created_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-                session.add(existing)
-                subscriptions[(member.id, channel)] = existing
-            else:
-                existing.state = m.ACTIVE
-                existing.updated_at = utcnow()
-            consent.record(
+            consent.move_subscription(
                 session,
-                member=member,
-                huddle=huddle,
+                existing,
+                member_id=member.id,
+                huddle_id=huddle_id,
                 channel=channel,
                 address=address,
-                action=c.OPT_IN,
+                state=m.ACTIVE,
                 provenance=consent.Provenance(
                     source=c.SOURCE_IMPORT, detail=f"{source_name} line {row.line}", actor=actor
                 ),
             )
+            subscriptions[(member.id, channel)] = consent.SubscriptionState(
+                0, member.id, huddle_id, channel, m.ACTIVE, None
+            )  # a later row for the same person finds them subscribed
             report.subscribed[channel] += 1
     return report
 

@@ -25,15 +25,15 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import redis
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.addresses.phones import mask_phone, try_normalize_phone
 from outreach.app.clock import utcnow
-from outreach.app.db import HeldConnections
 from outreach.providers.sms import OutboundSms, SendError, SmsTransport
+from outreach.providers.twilio.error_policy import DEFAULT_ERROR_POLICY, ErrorAction
 from outreach.sms.inbound import InboundSms, handle_inbound
-from outreach.sms.receipts import DEFAULT_ERROR_POLICY, ErrorAction, handle_status
+from outreach.sms.receipts import handle_status
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,7 @@ class Replayed:
 class Replayer:
     """What applying a spooled request takes: the webhooks' own database handles and settings."""
 
-    sessions: sessionmaker[Session]
-    connections: HeldConnections
+    engine: Engine
     transport: SmsTransport
     default_region: str = "US"
     policy: Mapping[str, ErrorAction] = field(default_factory=lambda: dict(DEFAULT_ERROR_POLICY))
@@ -202,16 +201,14 @@ def replay(
 
 def _apply(spooled: Spooled, replayer: Replayer, outcome: Replayed) -> None:
     if spooled.kind == STATUS:
-        status = handle_status(
-            replayer.sessions, replayer.connections, policy=replayer.policy, **spooled.request
-        )
+        status = handle_status(replayer.engine, policy=replayer.policy, **spooled.request)
         if status.applied:
             outcome.applied += 1
         else:
             outcome.unchanged += 1
         return
     sms = InboundSms(**spooled.request)
-    result = handle_inbound(replayer.connections, sms, default_region=replayer.default_region)
+    result = handle_inbound(replayer.engine, sms, default_region=replayer.default_region)
     if result.duplicate:
         outcome.unchanged += 1
         return

@@ -610,15 +610,22 @@ def test_sixth_submission_from_one_ip_is_429(
     sixth = submit(client, fields(email="person5@example.org"), token=token)
     assert sixth.status_code == 429
     assert "Too many sign-ups" in visible(sixth)
-    assert sixth.headers["Retry-After"] == str(wj.RATE_WINDOW)
+    assert 0 < int(sixth.headers["Retry-After"]) <= 601  # the rest of a ten-minute window
     assert count(services, Member) == 5
     other_ip = submit(client, fields(email="person6@example.org"), token=token, ip="192.0.2.1")
     assert other_ip.status_code == 200
 
 
-def test_rate_limit_window_expires(services: Services) -> None:
-    assert all(wj.allow_submission(services.redis, "192.0.2.9", limit=2) for _ in range(2))
-    assert not wj.allow_submission(services.redis, "192.0.2.9", limit=2)
-    assert 0 < services.redis.ttl("join:rate:192.0.2.9") <= wj.RATE_WINDOW
-    services.redis.delete("join:rate:192.0.2.9")
-    assert wj.allow_submission(services.redis, "192.0.2.9", limit=2)
+def test_rate_limit_window_expires(
+    app: Flask, client: FlaskClient, services: Services, logan: Huddle
+) -> None:
+    app.config["JOIN_RATE_LIMIT"] = "2 per 10 minutes"
+    token = csrf(client)
+    for n in range(2):
+        assert submit(client, fields(email=f"w{n}@example.org"), token=token).status_code == 200
+    assert submit(client, fields(email="w2@example.org"), token=token).status_code == 429
+    windows = services.redis.keys("LIMITS*")
+    assert windows
+    assert all(0 < services.redis.ttl(key) <= 600 for key in windows)
+    services.redis.delete(*windows)  # what Redis does when the window's ten minutes are up
+    assert submit(client, fields(email="w3@example.org"), token=token).status_code == 200

@@ -1,8 +1,8 @@
 """The exact rows STOP and a join keyword write: the ledger's provenance, suppressions added,
 re-armed and lifted, subscriptions' states, steps and times, the text's own row.
 
-These texts write their consent rows as plain SQL on the webhook's hot path (``outreach.sms.inbound``
-``_Statements.write``); the rows must be the ones ``outreach.consent`` writes everywhere else.
+These texts write their consent rows through ``outreach.consent`` from the webhook's hot path
+(``outreach.sms.inbound.store``); the rows must be the ones written everywhere else.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import time_machine
 from flask.testing import FlaskClient
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from outreach import consent
 from outreach.app.services import Services
@@ -25,7 +25,7 @@ from outreach.models import (
 )
 from outreach.models import members as m
 from outreach.people.huddles import create_huddle
-from outreach.sms import inbound
+from outreach.sms.inbound import directory, store
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
 from tests.workers.campaign_helpers import add_members
@@ -86,13 +86,13 @@ def test_keywords_added_or_removed_count_from_the_next_text(
 def _count_huddle_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The numbers whose huddles the hot path reads from the database, one entry per read."""
     reads: list[str] = []
-    read = inbound._Statements.huddles
+    read = directory.read_huddles
 
-    def counted(self: inbound._Statements, to_e164: str, service: str | None) -> Any:
-        reads.append(to_e164)
-        return read(self, to_e164, service)
+    def counted(db: Connection, number: directory.Number) -> Any:
+        reads.append(number[0])
+        return read(db, number)
 
-    monkeypatch.setattr(inbound._Statements, "huddles", counted)
+    monkeypatch.setattr(directory, "read_huddles", counted)
     return reads
 
 
@@ -352,13 +352,16 @@ def test_the_hint_check_reads_the_hint_index(services: Services) -> None:
     cost each text a page written): the check must name the index's predicate word for word, or
     it scans every text ever received."""
     dialect = services.engine.dialect
-    query = inbound._Prepared.for_dialect(dialect).hinted
+    compiled = store.HINTED_SINCE.compile(dialect=dialect)
     with services.engine.connect() as connection:
         if dialect.name == "postgresql":
             connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            rows = connection.exec_driver_sql(f"EXPLAIN {query}", (MARIA, datetime.now(UTC)))
+            values = {"phone": MARIA, "since": datetime.now(UTC)}
+            rows = connection.exec_driver_sql(f"EXPLAIN {compiled}", values)
         else:
-            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", (MARIA, "2026"))
+            values = {"phone": MARIA, "since": "2026", "param_1": 1, "param_2": 0}
+            ordered = tuple(values[name] for name in compiled.positiontup or ())
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", ordered)
         plan = " ".join(str(value) for row in rows for value in row)
     assert "ix_inbound_messages_hints" in plan, plan
 
@@ -551,7 +554,9 @@ def test_log_lines_mask_the_number_and_keep_info_for_consent_changes(
     join_and_confirm(phone)
     phone.text("See you Saturday!")
     phone.text("STOP")
-    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "outreach.sms.inbound"]
+    lines = [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "outreach.sms.inbound"
+    ]
     assert [(level, text.rsplit(": ", 1)[1]) for level, text in lines] == [
         (logging.INFO, "join"),
         (logging.INFO, "confirm"),

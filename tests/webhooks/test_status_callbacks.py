@@ -21,12 +21,11 @@ from outreach.models import (
     Suppression,
 )
 from outreach.models import members as m
+from outreach.providers.twilio.error_policy import ErrorAction, parse_error_policy
 from outreach.sms.receipts import (
-    ErrorAction,
     StatusOutcome,
     handle_status,
     lock_message_ids,
-    parse_error_policy,
     replay_early_events,
 )
 from tests.webhooks.concurrency import held
@@ -226,8 +225,7 @@ def test_a_callback_racing_the_sender_writing_its_id_is_not_lost(
     def callback_arrives() -> None:
         outcome.append(
             handle_status(
-                services.sessions,
-                services.held,
+                services.engine,
                 message_sid=racing,
                 status="delivered",
                 error_code=None,

@@ -1,11 +1,11 @@
-"""The Twilio endpoints' HTTP contract, served ahead of Flask (webhooks.twilio): what Flask gave."""
+"""The Twilio endpoints' HTTP contract (webhooks.twilio): what Twilio sends, what it gets back."""
 
 from __future__ import annotations
 
 import io
 import logging
 from pathlib import Path
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 import pytest
 from flask import Flask
@@ -16,16 +16,17 @@ from sqlalchemy import func, select, text
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder, run_wsgi_app
+from werkzeug.wrappers import Request
 
 from outreach.app.db import make_engine, make_session_factory
 from outreach.app.services import Services
 from outreach.models import InboundMessage
-from outreach.providers.twilio.signature import compute_signature, is_valid_signature
+from outreach.providers.twilio.signature import is_valid_signature, public_url
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.webhooks.conftest import LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import BASE, Phone, new_sid, signed_post
 from web import create_app
-from webhooks.twilio import MAX_REQUEST_BYTES, parse_form, public_url
+from web.app import MAX_REQUEST_BYTES
 
 PATHS = ("/webhooks/twilio/sms", "/webhooks/twilio/status")
 FORM = "application/x-www-form-urlencoded"
@@ -105,7 +106,6 @@ def test_a_database_without_our_tables_is_a_logged_500(
         with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
             response = Phone(client, MARIA, LOGAN_NUMBER).send("hello")
     finally:
-        broken.held.close()
         engine.dispose()
     assert response.status_code == 500
     assert response.data == b"Internal Server Error\n"  # the cause goes to the log only
@@ -129,22 +129,14 @@ def test_public_url_prefers_the_configured_base() -> None:
         "SERVER_PORT": "8000",
         "SCRIPT_NAME": "",
     }
-    assert (
-        public_url(environ, "https://example.org") == "https://example.org/webhooks/twilio/sms?a=1"
-    )
-    assert public_url(environ, None) == "http://10.0.0.5:8000/webhooks/twilio/sms?a=1"
+    request = Request(environ)
 
+    def url(base: str | None) -> str:
+        query = request.query_string.decode()
+        return public_url(request.path, query, base_url=base, request_url=request.url)
 
-_PIECES = [*"ab=&+%2BE9ñ😀 \u200f", "%ED%A0%80", "%C3%A9", "%2B", "%zz", "%"]
-form_text = st.lists(st.sampled_from(_PIECES), max_size=30).map("".join)
-
-
-@given(form_text)
-def test_parse_form_is_parse_qsl_grouped_by_name(raw: str) -> None:
-    expected: dict[str, list[str]] = {}
-    for name, value in parse_qsl(raw, keep_blank_values=True, errors="werkzeug.url_quote"):
-        expected.setdefault(name, []).append(value)
-    assert parse_form(raw) == expected
+    assert url("https://example.org") == "https://example.org/webhooks/twilio/sms?a=1"
+    assert url(None) == "http://10.0.0.5:8000/webhooks/twilio/sms?a=1"
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)  # UTF-8-encodable
@@ -153,36 +145,38 @@ _URLS = ["https://outreach.test/webhooks/twilio/sms", "https://x.example:8443/st
 
 
 @given(_forms, st.sampled_from(_URLS))
-def test_our_signature_is_the_twilio_sdks(form: dict[str, list[str]], url: str) -> None:
-    """Repeated names, repeated values, any Unicode: the SDK's string, the SDK's HMAC."""
+def test_a_form_is_valid_only_with_the_sdks_signature(form: dict[str, list[str]], url: str) -> None:
+    """Repeated names, repeated values, any Unicode: signed as the SDK signs a Flask form."""
     multidict = MultiDict([(name, value) for name, values in form.items() for value in values])
     expected = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, multidict)
-    assert compute_signature(TEST_AUTH_TOKEN, url, form) == expected
-    assert is_valid_signature(TEST_AUTH_TOKEN, url, form, expected)
-    assert not is_valid_signature("another-token", url, form, expected)
-    assert not is_valid_signature(TEST_AUTH_TOKEN, url + "x", form, expected)
+    assert is_valid_signature(TEST_AUTH_TOKEN, url, multidict, expected)
+    assert not is_valid_signature("another-token", url, multidict, expected)
+    assert not is_valid_signature(TEST_AUTH_TOKEN, url + "x", multidict, expected)
+    assert not is_valid_signature(TEST_AUTH_TOKEN, url, multidict, "")
 
 
-def test_a_lost_database_connection_fails_one_text_and_the_retry_goes_through(
+def test_a_lost_database_connection_loses_no_text(
     phone: Phone, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The webhook holds its connection between texts; a dead one is replaced, not reused."""
+    """The pool's connection dies (a server restart): it is replaced, and no text is lost.
+
+    PostgreSQL's pool pings a connection before lending it, so the next text goes through; on
+    SQLite the text that meets the closed connection fails with a 500 and Twilio's retry works.
+    """
     assert phone.send("hello").status_code == 200
-    (connection,) = (c for _pid, _thread, c in services.held._all)
-    if services.engine.dialect.name == "postgresql":
-        with services.engine.begin() as admin:  # the server ends the session, as on a restart
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": _backend(connection)})
-    else:
-        connection.connection.dbapi_connection.close()  # type: ignore[union-attr]
+    with services.engine.connect() as pooled:  # the connection the webhook just gave back
+        if services.engine.dialect.name == "postgresql":
+            pid = pooled.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+            with services.engine.begin() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        else:
+            pooled.connection.dbapi_connection.close()  # type: ignore[union-attr]
     sid = new_sid()
     with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
-        assert phone.send("see you there", sid=sid).status_code == 500
-    assert phone.send("see you there", sid=sid).status_code == 200  # Twilio's retry
+        first = phone.send("see you there", sid=sid).status_code
+    assert first in (200, 500)
+    if first == 500:
+        assert phone.send("see you there", sid=sid).status_code == 200  # Twilio's retry
     with services.sessions() as session:
         bodies = session.scalars(select(InboundMessage.body).order_by(InboundMessage.id)).all()
     assert bodies == ["hello", "see you there"]
-
-
-def _backend(connection: object) -> int:
-    pid: int = connection.connection.dbapi_connection.info.backend_pid  # type: ignore[attr-defined]
-    return pid

@@ -57,7 +57,6 @@ def down(services: Services, tmp_path: Path) -> Iterator[Services]:
     engine = _unreachable_engine(services, tmp_path)
     broken = Services(services.settings, engine, make_session_factory(engine), services.redis)
     yield broken
-    broken.held.close()
     engine.dispose()
 
 
@@ -72,7 +71,7 @@ def spooled(services: Services, key: str = spool.SPOOL) -> list[dict[str, object
 
 def replay(services: Services) -> spool.Replayed:
     transport = SandboxSmsTransport(services.settings, services.sessions)
-    replayer = spool.Replayer(services.sessions, services.held, transport)
+    replayer = spool.Replayer(services.engine, transport)
     return spool.replay(services.redis, replayer)
 
 
@@ -192,7 +191,6 @@ def test_without_redis_either_the_text_is_a_logged_500(
     with caplog.at_level(logging.ERROR, logger="webhooks.twilio"):
         assert Phone(client, MARIA, LOGAN_NUMBER).send("STOP", sid=sid).status_code == 500
     assert f"twilio webhook {sid} could not be spooled either: it is lost" in caplog.text
-    both_down.held.close()
 
 
 def test_the_replay_job_runs_one_at_a_time(services: Services) -> None:
@@ -312,5 +310,5 @@ def test_a_backlog_drains_run_after_run_and_an_empty_spool_waits(
 
 def replay_in(services: Services, *, seconds: float) -> spool.Replayed:
     transport = SandboxSmsTransport(services.settings, services.sessions)
-    replayer = spool.Replayer(services.sessions, services.held, transport)
+    replayer = spool.Replayer(services.engine, transport)
     return spool.replay(services.redis, replayer, seconds=seconds)

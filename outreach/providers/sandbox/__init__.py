@@ -1,1 +1,1 @@
-"""The sandbox providers: texts land in the outbox table, emails as .eml files; receipts simulated."""
+"""Sandbox providers: texts land in the outbox table, emails as .eml files, receipts simulated."""

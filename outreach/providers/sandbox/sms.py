@@ -48,7 +48,6 @@ from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from twilio.request_validator import RequestValidator
 
 from outreach.addresses.phones import mask_phone
 from outreach.app.db import transaction
@@ -63,6 +62,7 @@ from outreach.providers.sms import (
     TransientSendError,
     UncertainSendError,
 )
+from outreach.providers.twilio.signature import sign
 
 __all__ = [
     "MAGIC_NUMBERS",
@@ -116,7 +116,7 @@ def simulated_outcome(provider_message_id: str, failure_rate: float) -> tuple[st
 
 def sign_status_callback(settings: Settings, url: str, params: dict[str, str]) -> str:
     """The ``X-Twilio-Signature`` Twilio would send with ``params`` POSTed to ``url``."""
-    return str(RequestValidator(settings.webhook_auth_token).compute_signature(url, params))
+    return sign(settings.webhook_auth_token, url, params)
 
 
 class SandboxSmsTransport:

@@ -357,6 +357,7 @@ def test_match_keyword_accepts_any_iterable() -> None:
         ("Sí", True),
         ("START", True),
         ("SKIP", True),
+        ("NO", True),  # the answer to "Reply YES"
         ("JOIN", True),
         ("PLEASE", True),
         ("remove me", True),

@@ -18,8 +18,6 @@ from outreach.messages.templating import (
     MergeContext,
     RenderError,
     TemplateError,
-    _environment,
-    _tidy_sms,
     compile_template,
     ensure_opt_out_line,
     has_opt_out_instructions,
@@ -27,6 +25,7 @@ from outreach.messages.templating import (
     render_email_html,
     sample_context,
 )
+from outreach.messages.templating.compiled import _environment, _tidy_sms
 
 RALLY = 'Hi {{ first_name | default("friend") }}, rally at {{ field.location }} Saturday!'
 

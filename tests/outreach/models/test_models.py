@@ -77,6 +77,8 @@ def test_huddle_validation(services: Services) -> None:
         ({"slug": "Logan Square!"}, "slug"),
         ({"slug": "logan"}, "already exists"),
         ({"keywords": ["STOP"]}, "reserved"),
+        ({"keywords": ["NO"]}, "reserved"),
+        ({"keywords": ["Stop All"]}, "reserved"),
         ({"keywords": ["LOGAN"]}, "already used"),
         ({"keywords": []}, "at least one"),
         ({"sender": "12345"}, "sender"),
@@ -91,7 +93,7 @@ def test_huddle_validation(services: Services) -> None:
 def test_every_write_to_the_huddles_or_their_keywords_restamps_the_directory(
     services: Services,
 ) -> None:
-    """The triggers behind the web workers' kept huddles (outreach.sms.inbound): any writer counts."""
+    """The triggers behind the huddles kept by web workers (sms.inbound): any writer counts."""
 
     def stamp() -> int:
         with services.sessions() as session:

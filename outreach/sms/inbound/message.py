@@ -1,0 +1,40 @@
+"""An inbound text as Twilio posted it, and what we answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+MAX_STORED_BODY = 5000  # Twilio caps at 1,600; anything longer is stored truncated, not refused
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    message_sid: str
+    from_raw: str
+    to: str
+    body: str
+    messaging_service_sid: str | None = None
+    opt_out_type: str | None = None  # Twilio Advanced Opt-Out: STOP / START / HELP
+
+    def storable(self) -> InboundSms:
+        """The text with every field cut to what its column takes, in text any database stores."""
+        return replace(
+            self,
+            message_sid=storable(self.message_sid, 64),
+            from_raw=storable(self.from_raw, 64),
+            to=storable(self.to, 64),
+            body=storable(self.body, MAX_STORED_BODY),
+        )
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    intent: str
+    reply: str | None
+    duplicate: bool = False
+
+
+def storable(text: str, limit: int) -> str:
+    """Text any database stores: no NUL (PostgreSQL refuses it), no lone surrogates (not UTF-8)."""
+    text = text[:limit].replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
