@@ -18,15 +18,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/outreach run
 
-## Run the whole test suite (SQLite; also PostgreSQL when TEST_DATABASE_URL is set), then lint.
+## Run the whole test suite (SQLite, or PostgreSQL when TEST_DATABASE_URL is set), then lint.
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
-	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(MAKE) lint
 
+## Lint: ruff, mypy, and the import contracts that keep the layers (pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -16,7 +16,7 @@ from outreach.people.huddles import HuddleError, get_huddle
 
 @click.group()
 def segment() -> None:
-    """Audiences: filters over a huddle's members (see the README for the language)."""
+    """Audiences: filters over a huddle's members (the language: docs/segments.md)."""
 
 
 def _huddle_id(ctx: Context, slug: str) -> int:

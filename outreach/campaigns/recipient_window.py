@@ -61,7 +61,7 @@ def check_quiet_hours(
     """(None, closes) when sendable now; (opens, opens) when not yet; a skip reason if never.
 
     ``memo`` (one per group, so one ``now``) keeps the answer per (zones, window): recipients
-    share a handful of those, and working out when the window closes costs ~0.3 ms each time.
+    share a handful of those, and working out when the window closes is the costly part.
     """
     # A NANP number's zone follows its area code: +1 NPA is what phonenumbers looks at.
     prefix = address[:5] if address.startswith("+1") and len(address) == 12 else ""

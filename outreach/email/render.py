@@ -103,9 +103,8 @@ def prepare(campaign: Campaign, huddle: Huddle) -> PreparedEmail:
     """Compile subject, HTML and text once per campaign (raises TemplateError).
 
     The result depends only on the body, the subject and the postal address, and is cached on
-    them: each send job of a campaign used to convert, sanitize and compile it again, about 20 ms
-    a job (a tenth of a 500-recipient batched job). A changed body, subject or address is a new
-    key, so nothing stale is ever used; errors are not cached.
+    them, so a campaign's send jobs do not convert, sanitize and compile it again each. A changed
+    body, subject or address is a new key, so nothing stale is ever used; errors are not cached.
     """
     return _prepare(campaign.body, campaign.subject or "", huddle.postal_address or "")
 

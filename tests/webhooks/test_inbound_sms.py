@@ -356,7 +356,7 @@ def test_the_hint_check_reads_the_hint_index(services: Services) -> None:
     with services.engine.connect() as connection:
         if dialect.name == "postgresql":
             connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            values = {"phone": MARIA, "since": datetime.now(UTC)}
+            values = {"phone": MARIA, "since": datetime.now(UTC), "param_1": 1}
             rows = connection.exec_driver_sql(f"EXPLAIN {compiled}", values)
         else:
             values = {"phone": MARIA, "since": "2026", "param_1": 1, "param_2": 0}

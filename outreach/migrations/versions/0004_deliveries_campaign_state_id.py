@@ -1,7 +1,7 @@
 """Deliveries indexed by (campaign, state, id): claims and batch planning are range scans.
 
 SQLite's old index already ended with the rowid; on PostgreSQL this keeps batch planning and
-claims index range scans whatever the statistics say (bench/RESULTS-campaigns.md).
+claims index range scans whatever the statistics say (bench/campaign_send.py).
 
 Revision ID: 0004
 Revises: 0003

@@ -1,7 +1,7 @@
 """Inbound texts indexed by number only where they got the how-to-join hint.
 
 The once-a-day hint check was the one reader of an index on every inbound text's number: each
-text paid a B-tree page read and written for it (bench/RESULTS-inbound.md). A partial index holds
+text paid a B-tree page read and written for it (bench/inbound_webhook.py). A partial index holds
 only the texts that got the hint.
 
 Revision ID: 0005

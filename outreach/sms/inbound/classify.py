@@ -33,11 +33,11 @@ from __future__ import annotations
 import enum
 import functools
 import re
-import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from outreach.sms.inbound.normalize import CLAUSES_TABLE, fold, normalize, split_words, trim
 from outreach.sms.inbound.phrases import (
     CONFIRM_PHRASES,
     DECLINE_PHRASES,
@@ -45,7 +45,6 @@ from outreach.sms.inbound.phrases import (
     FUZZY_KEYWORD_MIN_LENGTH,
     HELP_PHRASES,
     JOIN_PREFIXES,
-    MAX_CLASSIFIED_CHARS,
     MAX_COMMAND_WORDS,
     MAYBE_OPT_OUT_PHRASES,
     OPT_IN_PHRASES,
@@ -83,116 +82,6 @@ class Classification:
 
 
 # --------------------------------------------------------------------------------------------
-# Normalization
-# --------------------------------------------------------------------------------------------
-
-# NFKC leaves typographic apostrophes alone; fold them before "don't" loses its apostrophe.
-_APOSTROPHES: Final = str.maketrans(dict.fromkeys("\u2019\u2018\u02bc\u00b4`\u2032\uff07", "'"))
-# Control characters other than whitespace: never meaningful, and NUL breaks databases.
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-# Combining marks (accents, emoji variation selectors), invisible format characters
-# (zero-width space, bidi marks, BOM, soft hyphen) and lone surrogates.
-_DROPPED: Final = frozenset({"Mn", "Me", "Cf", "Cs"})
-# Clause boundaries for "Who is this? Stop texting me." ("?" marks a question, not a command).
-_QUESTION_MARKS: Final = frozenset("?\u061f")
-_CLAUSE_MARKS: Final = frozenset(".,!;:\n\r\u2028\u2029\u3002") | _QUESTION_MARKS
-_WORD: Final = re.compile(r"[^\W_]+")  # the same words as _word_char, for non-ASCII text
-
-
-class _LazyTable(dict[int, str]):
-    """A ``str.translate`` table filled in one code point at a time.
-
-    On ASCII text ``translate`` runs in C several times faster than a regex ``findall``; the
-    cache is bounded so that bodies full of rare characters cannot grow it forever.
-    """
-
-    def __init__(self, rule: Callable[[str], str]) -> None:
-        super().__init__()
-        self._rule = rule
-
-    def __missing__(self, code: int) -> str:
-        value = self._rule(chr(code))
-        if len(self) >= 50_000:
-            self.clear()
-        self[code] = value
-        return value
-
-
-def _strip_accents(char: str) -> str:
-    """Drop combining marks, invisible format characters and lone surrogates from a character.
-
-    Done per character, so a Hangul syllable (nothing of it dropped) stays whole.
-    """
-    decomposed = unicodedata.normalize("NFD", char)
-    kept = "".join(part for part in decomposed if unicodedata.category(part) not in _DROPPED)
-    return char if kept == decomposed else unicodedata.normalize("NFC", kept)
-
-
-def _word_char(char: str) -> str:
-    """Letters and digits stay, apostrophes vanish ("don't" -> "dont"), the rest separates."""
-    if char == "'":
-        return ""
-    return char if char.isalnum() else " "
-
-
-def _clause_char(char: str) -> str:
-    """Like ``_word_char``, but clause boundaries become tokens of their own."""
-    if char in _QUESTION_MARKS:
-        return " ? "
-    if char in _CLAUSE_MARKS:
-        return " . "
-    return _word_char(char)
-
-
-_ACCENTS_TABLE: Final = _LazyTable(_strip_accents)
-_WORDS_TABLE: Final = _LazyTable(_word_char)
-_CLAUSES_TABLE: Final = _LazyTable(_clause_char)
-_NFKC_CHUNK: Final = 200
-
-
-def _fold(body: str) -> str:
-    """Case-, accent- and width-fold the start of ``body``; line breaks stay (clause ends)."""
-    text = _CONTROL.sub(" ", body[:MAX_CLASSIFIED_CHARS].translate(_APOSTROPHES))
-    if not text.isascii():
-        # NFKC can expand a character 18-fold (U+FDFA) and is slow on such text: normalize in
-        # chunks and stop once there is enough. A mark split from its letter at a chunk edge is
-        # dropped below anyway.
-        chunks: list[str] = []
-        size = 0
-        for start in range(0, len(text), _NFKC_CHUNK):
-            chunk = unicodedata.normalize("NFKC", text[start : start + _NFKC_CHUNK])
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_CLASSIFIED_CHARS:
-                break
-        text = "".join(chunks)
-    text = text.casefold()[:MAX_CLASSIFIED_CHARS]
-    return text if text.isascii() else text.translate(_ACCENTS_TABLE)
-
-
-def _trim(text: str) -> str:
-    """Drop everything that is not a letter or digit from both ends (punctuation, emoji, quotes)."""
-    start, end = 0, len(text)
-    while start < end and not text[start].isalnum():
-        start += 1
-    while end > start and not text[end - 1].isalnum():
-        end -= 1
-    return text[start:end]
-
-
-def normalize(body: str) -> str:
-    """Fold ``body`` into the form every rule matches against, so "¡PARÁ! 🙏" reads as "para"."""
-    return _trim(" ".join(_fold(body).split()))
-
-
-def _words(text: str) -> tuple[str, ...]:
-    """Cut folded text into words; apostrophes vanish so "don't" and "dont" are the same word."""
-    if text.isascii():  # str.translate has a fast path for ASCII
-        return tuple(text.translate(_WORDS_TABLE).split())
-    return tuple(_WORD.findall(text.replace("'", "")))
-
-
-# --------------------------------------------------------------------------------------------
 # Phrase grammars, compiled once from the data in phrases.py
 # --------------------------------------------------------------------------------------------
 
@@ -216,14 +105,14 @@ def _compile(pattern: str, slots: Mapping[str, tuple[str, ...]]) -> _Pattern:
     for part in pattern.split():
         slot = _SLOT.fullmatch(part)
         texts = (part,) if slot is None else slots[slot.group(1)]
-        choices = {_words(normalize(text)) for text in texts}
+        choices = {split_words(normalize(text)) for text in texts}
         if slot is not None and slot.group(2):
             choices.add(())
         elements.append(_Element(frozenset(choices), tuple(sorted({len(c) for c in choices}))))
     return tuple(elements)
 
 
-def _first_words(pattern: _Pattern) -> set[str]:
+def _firstwords(pattern: _Pattern) -> set[str]:
     """Words a pattern can begin with, looking past elements that may be left out."""
     firsts: set[str] = set()
     for element in pattern:
@@ -244,7 +133,7 @@ class _Grammar:
         compiled = [_compile(pattern, OPT_OUT_SLOTS) for pattern in patterns]
         index: dict[str, list[_Pattern]] = {}
         for pattern in compiled:
-            for word in _first_words(pattern):
+            for word in _firstwords(pattern):
                 index.setdefault(word, []).append(pattern)
         self._index = {word: tuple(patterns) for word, patterns in index.items()}
         self.first_words = frozenset(self._index)
@@ -292,15 +181,15 @@ _CONFIRM: Final = _Grammar(CONFIRM_PHRASES)
 _OPT_IN: Final = _Grammar(OPT_IN_PHRASES)
 _SKIP: Final = _Grammar(SKIP_PHRASES)
 _JOIN_PREFIXES: Final = sorted(
-    {_words(normalize(prefix)) for prefix in JOIN_PREFIXES}, key=len, reverse=True
+    {split_words(normalize(prefix)) for prefix in JOIN_PREFIXES}, key=len, reverse=True
 )
-_MAX_FILLER_WORDS: Final = max(len(_words(normalize(filler))) for filler in FILLER_WORDS)
+_MAX_FILLER_WORDS: Final = max(len(split_words(normalize(filler))) for filler in FILLER_WORDS)
 _TYPO_CHECKED: Final = tuple(normalize(word) for word in TYPO_CHECKED_OPT_OUT_WORDS)
 
 # Everything without slots that the classifier gives a meaning to, glued together ("optout",
 # "helpme"): a huddle keyword spelled like one of these would be shadowed, so it never matches.
 _RESERVED_COMPACT: Final = frozenset(
-    "".join(_words(normalize(text)))
+    "".join(split_words(normalize(text)))
     for texts in (
         FILLER_WORDS, OPT_OUT_LEAD_INS, OPT_OUT_ALL_PATTERNS, OPT_OUT_WORDS, MAYBE_OPT_OUT_PHRASES,
         HELP_PHRASES, CONFIRM_PHRASES, DECLINE_PHRASES, OPT_IN_PHRASES, SKIP_PHRASES, JOIN_PREFIXES,
@@ -390,7 +279,7 @@ def _clauses(folded: str) -> list[_Phrase]:
     """The words of each clause that is not a question ("Stop? No way" yields only "no way")."""
     clauses: list[_Phrase] = []
     current: list[str] = []
-    for word in folded.translate(_CLAUSES_TABLE).split():
+    for word in folded.translate(CLAUSES_TABLE).split():
         if word not in (".", "?"):
             current.append(word)
             continue
@@ -471,7 +360,7 @@ def _command(words: _Phrase) -> Intent | None:
 @functools.lru_cache(maxsize=16384)
 def _keyword_key(keyword: str) -> str | None:
     """A keyword as compared ("New-York" -> "newyork"), or None if it is empty or reserved."""
-    words = _words(normalize(keyword))
+    words = split_words(normalize(keyword))
     compact = "".join(words)
     if (
         not compact
@@ -504,7 +393,7 @@ def _strip_fillers(words: _Phrase) -> _Phrase:
     return words[start:end]
 
 
-def _match_keyword_words(words: _Phrase, keywords: Iterable[str]) -> str | None:
+def _match_keywordwords(words: _Phrase, keywords: Iterable[str]) -> str | None:
     if not words or len(words) > MAX_COMMAND_WORDS:
         return None
     core = _strip_fillers(words)
@@ -541,7 +430,7 @@ def match_keyword(text: str, keywords: Iterable[str]) -> str | None:
     Exact beats one-typo; two different one-typo matches are ambiguous (None); keywords that are
     reserved words never match, so a huddle called "STOP" cannot swallow an opt-out.
     """
-    return _match_keyword_words(_words(normalize(text)), keywords)
+    return _match_keywordwords(split_words(normalize(text)), keywords)
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,16 +444,16 @@ def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
     Priority: certain opt-out (incl. STOPALL) > help > huddle keyword > confirm / opt-in / skip >
     maybe-opt-out > other. A keyword never outranks a reserved word (see ``match_keyword``).
     """
-    folded = _fold(body)
-    normalized = _trim(" ".join(folded.split()))
-    words = _words(normalized)
+    folded = fold(body)
+    normalized = trim(" ".join(folded.split()))
+    words = split_words(normalized)
 
     opt_out = _certain_opt_out(folded, words)
     if opt_out is not None:
         return Classification(opt_out, normalized=normalized)
     if _parse(words, _HELP_FAMILY) != _NO_PARSE:
         return Classification(Intent.HELP, normalized=normalized)
-    keyword = _match_keyword_words(words, keywords)
+    keyword = _match_keywordwords(words, keywords)
     if keyword is not None:
         return Classification(Intent.JOIN, keyword=keyword, normalized=normalized)
     command = _command(words)

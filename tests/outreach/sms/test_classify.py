@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from outreach.sms.inbound import classify as c
 from outreach.sms.inbound.classify import Classification, Intent, classify, match_keyword, normalize
+from outreach.sms.inbound.phrases import MAX_CLASSIFIED_CHARS
 
 KEYWORDS = ["LOGAN", "BOSTON", "BOST", "END HUNGER"]
 
@@ -407,9 +408,9 @@ def test_normalize(body: str, expected: str) -> None:
 
 
 def test_normalize_truncates_long_bodies() -> None:
-    assert len(normalize("x" * 1_000_000)) == c.MAX_CLASSIFIED_CHARS
+    assert len(normalize("x" * 1_000_000)) == MAX_CLASSIFIED_CHARS
     # U+FDFA expands 18-fold under NFKC: the result is still capped.
-    assert len(normalize("\ufdfa" * 10_000)) <= c.MAX_CLASSIFIED_CHARS
+    assert len(normalize("\ufdfa" * 10_000)) <= MAX_CLASSIFIED_CHARS
 
 
 # ------------------------------------------------------------------------------------------
@@ -546,7 +547,7 @@ def test_classify_never_raises(body: str, keywords: list[str]) -> None:
     result = classify(body, keywords)
     assert isinstance(result.intent, Intent)
     assert result.normalized == normalize(body)
-    assert len(result.normalized) <= c.MAX_CLASSIFIED_CHARS
+    assert len(result.normalized) <= MAX_CLASSIFIED_CHARS
     assert result.normalized == result.normalized.strip()
     result.normalized.encode("utf-8")  # no lone surrogates: safe to log and store
     assert "\x00" not in result.normalized
