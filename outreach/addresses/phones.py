@@ -12,7 +12,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, timezone
 
 MAX_INPUT_LENGTH = 64  # longer than any number written with punctuation and an extension
-_NON_GEOGRAPHIC_ZONE_LIMIT = 6  # toll-free numbers map to dozens of zones: ignore them
+MAX_PHONE_ZONES = 6  # toll-free numbers map to dozens of zones: ignore them
 
 
 class InvalidPhoneNumber(ValueError):
@@ -99,8 +99,10 @@ def zones_for_number(e164: str) -> tuple[str, ...]:
         number = phonenumbers.parse(e164, None)
     except NumberParseException:
         return ()
+    if not phonenumbers.is_valid_number(number):
+        return ()
     zones = tuple(z for z in timezone.time_zones_for_number(number) if z != "Etc/Unknown")
-    if len(zones) > _NON_GEOGRAPHIC_ZONE_LIMIT:
+    if len(zones) > MAX_PHONE_ZONES:
         return ()
     return zones
 

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-from phonenumbers import timezone as pn_timezone
-
+from outreach.addresses.phones import MAX_PHONE_ZONES, zones_for_number
 from outreach.app.resources import data_text
 
 __all__ = [
@@ -52,14 +50,8 @@ __all__ = [
 
 SUNDAY = 6  # date.weekday()
 
-# A number whose prefix maps to more zones than this is toll-free or non-geographic (+1 800 maps to
-# ~40 zones across the NANP): its zones say nothing about where the person is.
-MAX_PHONE_ZONES = 6
-
 # How far ahead next_allowed looks for an instant allowed in every zone.
 SEARCH_HORIZON = timedelta(days=8)
-
-_UNKNOWN_ZONE = "Etc/Unknown"
 
 
 class NoCommonWindowError(Exception):
@@ -215,16 +207,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
 def _phone_zones(phone_e164: str | None) -> tuple[ZoneInfo, ...]:
     if not phone_e164:
         return ()
-    try:
-        number = phonenumbers.parse(phone_e164, None)
-    except phonenumbers.NumberParseException:
-        return ()
-    if not phonenumbers.is_valid_number(number):
-        return ()
-    names = [n for n in pn_timezone.time_zones_for_number(number) if n != _UNKNOWN_ZONE]
-    if len(names) > MAX_PHONE_ZONES:
-        return ()
-    zones = [z for z in map(_zone, names) if z is not None]
+    zones = [z for z in map(_zone, zones_for_number(phone_e164)) if z is not None]
     return tuple(dict.fromkeys(zones))
 
 
