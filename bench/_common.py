@@ -6,7 +6,7 @@
 - :func:`build_audience`: a huddle and N SMS members built inside the database with one
   INSERT…SELECT per table (as bench/segment_count.py does): seconds for a million rows.
 - :class:`Children`: every subprocess a bench starts, stopped at exit (also on SIGTERM).
-- :func:`print_table`: a Markdown table, so the output can be pasted into RESULTS-campaigns.md.
+- :func:`print_table`: a Markdown table, so the output can be pasted into RESULTS.md.
 
 Everything stays on loopback or unix sockets.
 """

@@ -65,6 +65,7 @@ def snapshot(factory: sessionmaker[Session], campaign_id: int, *, now: datetime)
             )
         ).one()
         channel, sender_key, huddle_id = campaign.channel, huddle.sender_key, huddle.id
+        zone, slug = segments.huddle_zone(huddle.timezone), huddle.slug
         filter_node = segments.parse(campaign.segment_filter or "")
         dialect = session.get_bind().dialect.name
     low, high = bounds
@@ -90,7 +91,7 @@ def snapshot(factory: sessionmaker[Session], campaign_id: int, *, now: datetime)
         else_=literal(None),
     )
     audience_filter = segments.compile_filter(
-        filter_node, huddle_id=huddle_id, channel=channel, now=now
+        filter_node, huddle_id=huddle_id, channel=channel, now=now, huddle_slug=slug, tz=zone
     )
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import pytest
 from flask import Flask
@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, add_port, remove_port
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 from werkzeug.wrappers import Request
@@ -153,6 +153,34 @@ def test_a_form_is_valid_only_with_the_sdks_signature(form: dict[str, list[str]]
     assert not is_valid_signature("another-token", url, multidict, expected)
     assert not is_valid_signature(TEST_AUTH_TOKEN, url + "x", multidict, expected)
     assert not is_valid_signature(TEST_AUTH_TOKEN, url, multidict, "")
+
+
+_VARIANTS = ["as given", "port added or removed", "another url", "garbage", "non-ascii"]
+
+
+@given(
+    _forms,
+    st.sampled_from([*_URLS, "https://outreach.test:443/webhooks/twilio/sms"]),
+    st.sampled_from(_VARIANTS),
+)
+def test_the_signature_check_agrees_with_the_sdks_validate(
+    form: dict[str, list[str]], url: str, variant: str
+) -> None:
+    """One HMAC first, then ``validate``: the same verdict as ``validate`` alone, always."""
+    multidict = MultiDict([(name, value) for name, values in form.items() for value in values])
+    validator = RequestValidator(TEST_AUTH_TOKEN)
+    parsed = urlparse(url)
+    signed_url = {
+        "as given": url,
+        "port added or removed": remove_port(parsed) if parsed.port else add_port(parsed),
+        "another url": url + "/other",
+    }.get(variant)
+    signature = {"garbage": "not-a-signature", "non-ascii": "sïgnature="}.get(variant) or (
+        validator.compute_signature(signed_url, multidict)
+    )
+    expected = validator.validate(url, multidict, signature)
+    assert is_valid_signature(TEST_AUTH_TOKEN, url, multidict, signature) == expected
+    assert expected == (variant in ("as given", "port added or removed"))
 
 
 def test_a_lost_database_connection_loses_no_text(

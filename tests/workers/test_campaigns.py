@@ -8,12 +8,12 @@ import pytest
 import time_machine
 from flask.testing import FlaskClient
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from outreach import campaigns, consent
 from outreach.app.services import Services
-from outreach.campaigns import CampaignError
-from outreach.models import Campaign, Delivery, OutboxMessage
+from outreach.campaigns import CampaignError, segments
+from outreach.models import Campaign, Delivery, OutboxMessage, Subscription
 from outreach.models import campaigns as k
 from outreach.models import members as m
 from outreach.providers.sms import OutboundSms, SendResult, SmsTransport
@@ -98,6 +98,35 @@ def test_segment_filter_selects_the_audience(services: Services) -> None:
     jobs.launch_campaign(campaign_id)
     run_worker(services)
     assert len(outbox_counts(services)) == 4
+
+
+def test_a_date_term_means_the_same_days_at_launch_as_in_the_count(services: Services) -> None:
+    """``joined>=2027-01-10`` is that day in the huddle's zone when counted and when launched."""
+    with services.sessions.begin() as session:
+        huddle = make_huddle(session, timezone="America/Los_Angeles")
+        late_on_the_9th, early_on_the_10th = add_members(session, huddle, 2)
+        for member, joined in (
+            (late_on_the_9th, datetime(2027, 1, 10, 7, 0, tzinfo=UTC)),  # 23:00 on the 9th in LA
+            (early_on_the_10th, datetime(2027, 1, 10, 9, 0, tzinfo=UTC)),  # 01:00 on the 10th
+        ):
+            session.execute(
+                update(Subscription)
+                .where(Subscription.member_id == member.id)
+                .values(created_at=joined)
+            )
+        huddle_id = huddle.id
+    with services.sessions() as session:
+        counted = segments.count(
+            session,
+            huddle_id=huddle_id,
+            channel=m.SMS,
+            filter_text="joined>=2027-01-10",
+            now=MORNING,
+        )
+    campaign_id = draft(services, segment_filter="joined>=2027-01-10")
+    jobs.launch_campaign(campaign_id)
+    assert counted == 1
+    assert _states(services, campaign_id) == {k.QUEUED: 1}
 
 
 class StopMidway:

@@ -109,7 +109,13 @@ from __future__ import annotations
 
 from outreach.campaigns.segments.compiler import compile_filter
 from outreach.campaigns.segments.parser import parse, validate
-from outreach.campaigns.segments.planner import audience_query, count, count_statement, sample
+from outreach.campaigns.segments.planner import (
+    audience_query,
+    count,
+    count_statement,
+    huddle_zone,
+    sample,
+)
 from outreach.campaigns.segments.storage import save_segment
 from outreach.campaigns.segments.syntax import (
     Age,
@@ -161,6 +167,7 @@ __all__ = [
     "count",
     "count_statement",
     "format_filter",
+    "huddle_zone",
     "parse",
     "sample",
     "save_segment",

@@ -340,6 +340,14 @@ def _static_rank(node: _N) -> int:
     return 3
 
 
+def huddle_zone(name: str) -> tzinfo:
+    """The zone whose calendar days a filter's dates mean: the huddle's (UTC if unknown)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
 def _audience(session: Session, huddle_id: int, channel: str, now: datetime, tree: Node) -> Any:
     _check_channel(channel)
     _check_now(now)
@@ -347,10 +355,7 @@ def _audience(session: Session, huddle_id: int, channel: str, now: datetime, tre
     if huddle is None:
         raise LookupError(f"no huddle with id {huddle_id}")
     check_huddle(tree, huddle.slug)
-    try:
-        zone: tzinfo = ZoneInfo(huddle.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = UTC
+    zone = huddle_zone(huddle.timezone)
     bind = session.get_bind()
     audience = _Audience(
         session=session,
