@@ -7,8 +7,10 @@ import threading
 
 from outreach.app.services import Services
 from outreach.app.settings import Settings
+from outreach.campaigns.leases import Lease
 
 _override: Services | None = None
+_lease: Lease | None = None
 _stopping = threading.Event()
 
 
@@ -40,3 +42,23 @@ def request_stop() -> None:
 def clear_stop() -> None:
     """For tests and for a worker started again in the same process."""
     _stopping.clear()
+
+
+def lease() -> Lease | None:
+    """This worker process's lease (``outreach worker`` installs one); None in-process."""
+    return _lease
+
+
+def install_lease(value: Lease | None) -> None:
+    global _lease  # noqa: PLW0603 - one per process, by design
+    _lease = value
+
+
+def lease_token() -> str | None:
+    current = _lease
+    return current.holding if current is not None else None
+
+
+def may_send() -> bool:
+    current = _lease
+    return current is None or current.may_send()

@@ -1,10 +1,10 @@
 """RQ jobs. Each takes ids, reloads what it needs, and can run twice without harm.
 
 ``launch_campaign`` snapshots the audience and enqueues ``send_batch`` jobs (id ranges, a few
-bytes each). ``send_batch`` sends one range and schedules what quiet hours deferred.
-``reconcile_claims`` runs every minute and settles rows a dead worker left ``claimed``;
-``replay_twilio_spool`` every 15 seconds applies the Twilio webhooks the database could not take
-(see ``outreach.sms.spool``).
+bytes each). ``send_batch`` sends one range under this worker's lease. Nothing is scheduled in
+RQ: what must happen later (quiet hours, a provider's "try again", a scheduled launch, a job lost
+with its worker or with Redis) is in the ledger, and :func:`sweep`, run every few seconds by
+whichever worker gets there first (``workers.ticker``), enqueues it when it is due.
 """
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import secrets
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
-from datetime import timedelta
-from typing import Any
+from collections.abc import Iterable
 
 from rq import Queue
 from sqlalchemy import select
 
 from outreach.app.clock import utcnow
-from outreach.campaigns import email_sender, fanout, reconcile, sms_sender
+from outreach.campaigns import email_sender, fanout, leases, reconcile, sms_sender
 from outreach.campaigns.ratelimit import RateLimiter
 from outreach.models import Campaign
+from outreach.models import members as m
 from outreach.providers import email_transport, sms_transport
 from outreach.providers.email import EmailTransport
 from outreach.providers.sandbox.email import (
@@ -45,12 +45,12 @@ from workers.queues import DEFAULT_QUEUE, SEND_QUEUE
 log = logging.getLogger(__name__)
 
 ENQUEUE_CHUNK = 1000
-RECONCILE_EVERY = timedelta(minutes=1)
-REPLAY_EVERY = timedelta(seconds=15)  # a STOP spooled in a database outage applies this soon after
 REPLAY_SECONDS = 10.0  # a replay run's time budget (about 10,000 texts on SQLite here)
 REPLAY_LIMIT = 1_000_000
-CLAIM_TIMEOUT = timedelta(minutes=5)  # a claim older than this belongs to a dead worker
 RESULT_TTL = 0  # results are in the database; keep Redis small
+SEND_JOB_PREFIX = "send-"  # send job ids: send-<campaign>-<first>-<last>-<random>
+LAUNCH_JOB_PREFIX = "launch-"  # launch job ids: launch-<campaign>-<random>
+LAUNCHING = "outreach:launching:"  # + campaign id: a lock held while its launch job runs
 
 _send_context: sms_sender.SendContext | None = None
 _send_context_lock = threading.Lock()
@@ -80,6 +80,8 @@ def send_context() -> sms_sender.SendContext:
                 stopping=context.stop_requested,
                 error_policy=parse_error_policy(settings.twilio_error_policy),
                 apply_spooled=_apply_spooled,
+                lease_token=context.lease_token,
+                may_send=context.may_send,
             )
         return _send_context
 
@@ -116,24 +118,38 @@ def _queue(name: str) -> Queue:
 
 
 def launch_campaign(campaign_id: int) -> str:
-    """Start a campaign: schedule it, or snapshot its audience and enqueue its batches."""
+    """Start a campaign: leave it scheduled (the sweep launches it when due), or snapshot its
+    audience and enqueue its batches."""
     svc = context.services()
-    now = utcnow()
-    with svc.sessions.begin() as session:
-        state = fanout.start(session, campaign_id, now=now)
-        send_at = fanout.get_campaign(session, campaign_id).send_at
-    if state == "scheduled" and send_at is not None:
-        _queue(DEFAULT_QUEUE).enqueue_at(
-            send_at, launch_campaign, campaign_id, result_ttl=RESULT_TTL
-        )
-        log.info("campaign %s scheduled for %s", campaign_id, send_at.isoformat())
+    lock = svc.redis.lock(f"{LAUNCHING}{campaign_id}", timeout=3600)
+    if not lock.acquire(blocking=False):
+        log.info("campaign %s is being launched by another job", campaign_id)
+        return "launching"
+    try:
+        now = utcnow()
+        with svc.sessions.begin() as session:
+            state = fanout.start(session, campaign_id, now=now)
+            send_at = fanout.get_campaign(session, campaign_id).send_at
+        if state == "scheduled" and send_at is not None:
+            log.info("campaign %s scheduled for %s", campaign_id, send_at.isoformat())
+            return state
+        fanout.snapshot(svc.sessions, campaign_id, now=now)
+        count = enqueue_batches(campaign_id)
+        log.info("campaign %s launched: %s batches", campaign_id, count)
+        if count == 0:
+            sms_sender.send_batch(send_context(), campaign_id, 0, 0)  # completes an empty one
         return state
-    fanout.snapshot(svc.sessions, campaign_id, now=now)
-    count = enqueue_batches(campaign_id)
-    log.info("campaign %s launched: %s batches", campaign_id, count)
-    if count == 0:
-        sms_sender.send_batch(send_context(), campaign_id, 0, 0)  # completes an empty campaign
-    return state
+    finally:
+        lock.release()
+
+
+def enqueue_launch(campaign_id: int) -> None:
+    _queue(DEFAULT_QUEUE).enqueue(
+        launch_campaign,
+        campaign_id,
+        job_id=f"{LAUNCH_JOB_PREFIX}{campaign_id}-{secrets.token_hex(4)}",
+        result_ttl=RESULT_TTL,
+    )
 
 
 def enqueue_batches(campaign_id: int) -> int:
@@ -157,6 +173,7 @@ def _enqueue(queue: Queue, batches: Iterable[fanout.Batch]) -> int:
         Queue.prepare_data(
             send_batch,
             args=(b.campaign_id, b.first_id, b.last_id),
+            job_id=_send_job_id(b.campaign_id, b.first_id, b.last_id),
             result_ttl=RESULT_TTL,
             timeout=3600,
         )
@@ -168,44 +185,50 @@ def _enqueue(queue: Queue, batches: Iterable[fanout.Batch]) -> int:
     return len(jobs)
 
 
+def _send_job_id(campaign_id: int, first_id: int, last_id: int) -> str:
+    return f"{SEND_JOB_PREFIX}{campaign_id}-{first_id}-{last_id}-{secrets.token_hex(4)}"
+
+
+def _campaign_of_job(job_id: str, prefix: str) -> int | None:
+    head = job_id.removeprefix(prefix).partition("-")[0]
+    return int(head) if job_id.startswith(prefix) and head.isdigit() else None
+
+
 def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
+    """Send one range under this worker's lease (see ``outreach.campaigns.leases``)."""
     svc = context.services()
-    with svc.sessions() as session:
-        channel = session.scalar(select(Campaign.channel).where(Campaign.id == campaign_id))
-    if channel == "email":
-        outcome = email_sender.send_email_batch(email_context(), campaign_id, first_id, last_id)
-    else:
-        outcome = sms_sender.send_batch(send_context(), campaign_id, first_id, last_id)
-    queue = _queue(SEND_QUEUE)
+    lease = context.lease()
+    if lease is not None:
+        lease.hold(campaign_id)  # written before anything is claimed
+    try:
+        with svc.sessions() as session:
+            channel = session.scalar(select(Campaign.channel).where(Campaign.id == campaign_id))
+        if channel == "email":
+            outcome = email_sender.send_email_batch(email_context(), campaign_id, first_id, last_id)
+        else:
+            outcome = sms_sender.send_batch(send_context(), campaign_id, first_id, last_id)
+    finally:
+        if lease is not None:
+            lease.release()
     if outcome.stopped == sms_sender.SHUTDOWN:
         # This worker is stopping: the next one takes the rest of the range.
-        queue.enqueue(send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL)
-    for opens in outcome.deferred_until:
-        queue.enqueue_at(opens, send_batch, campaign_id, first_id, last_id, result_ttl=RESULT_TTL)
-    if outcome.retry_after is not None:
-        queue.enqueue_in(
-            timedelta(seconds=outcome.retry_after),
+        _queue(SEND_QUEUE).enqueue(
             send_batch,
             campaign_id,
             first_id,
             last_id,
+            job_id=_send_job_id(campaign_id, first_id, last_id),
             result_ttl=RESULT_TTL,
         )
     settings = svc.settings
     if outcome.sent_ids and settings.public_base_url:
         if channel == "email" and settings.email_backend == "sandbox":
-            _queue(DEFAULT_QUEUE).enqueue_in(
-                timedelta(seconds=2),
-                post_sandbox_email_events,
-                outcome.sent_ids,
-                result_ttl=RESULT_TTL,
+            _queue(DEFAULT_QUEUE).enqueue(
+                post_sandbox_email_events, outcome.sent_ids, result_ttl=RESULT_TTL
             )
         elif channel != "email" and settings.sms_backend == "sandbox":
-            _queue(DEFAULT_QUEUE).enqueue_in(
-                timedelta(seconds=1),
-                post_sandbox_receipts,
-                outcome.sent_ids,
-                result_ttl=RESULT_TTL,
+            _queue(DEFAULT_QUEUE).enqueue(
+                post_sandbox_receipts, outcome.sent_ids, result_ttl=RESULT_TTL
             )
     return {
         "claimed": outcome.claimed,
@@ -283,65 +306,74 @@ def post_sandbox_email_events(message_ids: list[str]) -> int:
     return posted
 
 
-def reconcile_claims(*, reschedule: bool = True) -> dict[str, int]:
-    """Settle deliveries a dead worker left ``claimed``; then schedule the next run."""
+def sweep() -> dict[str, int]:
+    """Heal what the ledger says is left: settle dead claims, give jobs to campaigns that have
+    none, launch what is due. Run every few seconds by one worker at a time (``workers.ticker``).
+    """
     svc = context.services()
+    now = utcnow()
+    transports = {m.SMS: _thread_transport(), m.EMAIL: _thread_email_transport()}
+    timeout = svc.settings.worker_lease_timeout
+    result = reconcile.reconcile_claims(svc.sessions, transports, now=now, lease_timeout=timeout)
+    redis = svc.redis
+    queued_sends = {
+        _campaign_of_job(job_id, SEND_JOB_PREFIX) for job_id in _queue(SEND_QUEUE).get_job_ids()
+    }
+    queued_launches = {
+        _campaign_of_job(job_id, LAUNCH_JOB_PREFIX)
+        for job_id in _queue(DEFAULT_QUEUE).get_job_ids()
+    }
+    with svc.sessions() as session:
+        running = {
+            leases.campaign_of(token)
+            for token in leases.live_tokens(session, now=now, timeout=timeout)
+        }
+        busy = {c for c in queued_sends | running if c is not None}
+        stalled = reconcile.stalled_campaigns(session, now=now, busy=busy)
+        launches = reconcile.lost_launches(session, now=now)
+    with svc.sessions.begin() as session:
+        leases.forget_dead(session, now=now)
+    for campaign_id in sorted(stalled):
+        count = enqueue_batches(campaign_id)
+        log.warning("campaign %s had due deliveries and no job: %s batches", campaign_id, count)
+    relaunched = 0
+    for campaign_id in sorted(launches - {c for c in queued_launches if c is not None}):
+        if not redis.exists(f"{LAUNCHING}{campaign_id}"):
+            enqueue_launch(campaign_id)
+            relaunched += 1
+    return {
+        "sent": result.sent,
+        "requeued": result.requeued,
+        "unknown": result.unknown,
+        "waiting": result.waiting,
+        "stalled": len(stalled),
+        "launched": relaunched,
+    }
+
+
+def replay_twilio_spool() -> dict[str, int]:
+    """Apply the Twilio webhooks spooled while the database was away (one replay at a time)."""
+    svc = context.services()
+    if not svc.redis.exists(spool.SPOOL, spool.REPLAYING):
+        return {}
+    lock = svc.redis.lock("outreach:twilio:replay-lock", timeout=600)
+    if not lock.acquire(blocking=False):
+        return {"skipped": 1}
     try:
-        result = reconcile.reconcile_claims(
-            svc.sessions, _thread_transport(), older_than=CLAIM_TIMEOUT, now=utcnow()
+        replayer = spool.Replayer(
+            engine=svc.engine,
+            transport=_thread_transport(),
+            default_region=svc.settings.default_region,
+            policy=parse_error_policy(svc.settings.twilio_error_policy),
         )
-        for campaign_id in sorted(result.campaigns):
-            enqueue_batches(campaign_id)
+        # After a long outage the spool may hold many minutes of traffic: drain it for a time
+        # budget, not a fixed count; the ticker comes back within seconds for the rest.
+        result = spool.replay(svc.redis, replayer, limit=REPLAY_LIMIT, seconds=REPLAY_SECONDS)
     finally:
-        if reschedule:
-            schedule_reconciler(force=True)
-    return {"sent": result.sent, "requeued": result.requeued, "unknown": result.unknown}
-
-
-def schedule_reconciler(*, force: bool = False) -> None:
-    _keep_one_chain("outreach:reconciler:scheduled", RECONCILE_EVERY, reconcile_claims, force)
-
-
-def _keep_one_chain(key: str, every: timedelta, job: Callable[..., Any], force: bool) -> None:
-    """Keep exactly one chain of a job that schedules its next run alive: a Redis key guards
-    against a second chain when another worker starts (``force``: the chain's own next run)."""
-    redis = context.services().redis
-    ttl = max(int(every.total_seconds()) * 3, 60)
-    if force:
-        redis.set(key, "1", ex=ttl)
-    elif not redis.set(key, "1", ex=ttl, nx=True):
-        return
-    _queue(DEFAULT_QUEUE).enqueue_in(every, job, result_ttl=RESULT_TTL)
-
-
-def replay_twilio_spool(*, reschedule: bool = True) -> dict[str, int]:
-    """Apply the Twilio webhooks spooled while the database was away (one replay at a time);
-    then schedule the next run: at once while a backlog drains, else in REPLAY_EVERY."""
-    svc = context.services()
-    draining = False
-    try:
-        lock = svc.redis.lock("outreach:twilio:replay-lock", timeout=600)
-        if not lock.acquire(blocking=False):
-            return {"skipped": 1}
-        try:
-            replayer = spool.Replayer(
-                engine=svc.engine,
-                transport=_thread_transport(),
-                default_region=svc.settings.default_region,
-                policy=parse_error_policy(svc.settings.twilio_error_policy),
-            )
-            # After a long outage the spool may hold many minutes of traffic: drain it for a
-            # time budget, not a fixed count, and go on at once while it applies.
-            result = spool.replay(svc.redis, replayer, limit=REPLAY_LIMIT, seconds=REPLAY_SECONDS)
-        finally:
-            lock.release()
-        draining = result.waiting > 0 and (result.applied + result.unchanged) > 0
-        if result.applied or result.dead:
-            log.info("twilio spool: %s", result)
-        return dataclasses.asdict(result)
-    finally:
-        if reschedule:
-            schedule_twilio_replay(force=True, soon=draining)
+        lock.release()
+    if result.applied or result.dead:
+        log.info("twilio spool: %s", result)
+    return dataclasses.asdict(result)
 
 
 def _apply_spooled() -> None:
@@ -350,10 +382,4 @@ def _apply_spooled() -> None:
     One Redis call when the spool is empty. When another worker is replaying, this group goes
     on (that replay is applying it); when the database is still away, so is the group's send.
     """
-    if context.services().redis.exists(spool.SPOOL, spool.REPLAYING):
-        replay_twilio_spool(reschedule=False)  # (Redis keeps no empty list: one call)
-
-
-def schedule_twilio_replay(*, force: bool = False, soon: bool = False) -> None:
-    every = timedelta(seconds=1) if soon else REPLAY_EVERY
-    _keep_one_chain("outreach:twilio:replay-scheduled", every, replay_twilio_spool, force)
+    replay_twilio_spool()

@@ -48,6 +48,8 @@ class Settings:
     twilio_error_policy: str | None = None  # "30003=suppress,30008=none" over the defaults
     default_sms_rate: float = 1.0  # segments/s per sender unless the huddle or campaign says
     send_concurrency: int = 64  # provider requests in flight per worker process
+    # seconds without renewing its lease before a worker counts as dead (outreach.campaigns.leases)
+    worker_lease_timeout: float = 15.0
 
     @property
     def is_production(self) -> bool:
@@ -161,6 +163,7 @@ class Settings:
 
         default_sms_rate = _number(get("DEFAULT_SMS_RATE"), "DEFAULT_SMS_RATE", 1.0, 0, 2000)
         send_concurrency = int(_number(get("SEND_CONCURRENCY"), "SEND_CONCURRENCY", 64, 1, 256))
+        lease_timeout = _number(get("WORKER_LEASE_TIMEOUT"), "WORKER_LEASE_TIMEOUT", 15.0, 1, 600)
 
         return cls(
             database_url=database_url,
@@ -183,6 +186,7 @@ class Settings:
             twilio_error_policy=error_policy,
             default_sms_rate=default_sms_rate,
             send_concurrency=send_concurrency,
+            worker_lease_timeout=lease_timeout,
         )
 
 

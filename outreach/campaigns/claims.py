@@ -31,13 +31,35 @@ from outreach.models import campaigns as k
 from outreach.models import consent as c
 from outreach.models import members as m
 from outreach.providers.sms import (
+    SendError,
     SmsTransport,
+    TransientSendError,
 )
 from outreach.providers.twilio.error_policy import DEFAULT_ERROR_POLICY, ErrorAction
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN = "shutdown"  # BatchOutcome.stopped: the worker is stopping; the job hands its range back
+RETRY_AFTER = 10.0  # seconds before rows the provider did not take are claimed again
+
+
+class LeaseLost(TransientSendError):
+    """Not sent: this worker could not renew its lease lately, so it starts no sends."""
+
+
+def fenced(ctx: SendContext) -> SendError | None:
+    """The error a send returns instead of going out when the worker's lease is stale."""
+    if ctx.may_send():
+        return None
+    return LeaseLost("this worker could not renew its lease; not sent")
+
+
+def rate_limited(results: Iterable[object]) -> bool:
+    """Did the provider answer 429 (HTTP or Twilio's 20429) to any of these?"""
+    return any(
+        isinstance(r, TransientSendError) and (r.http_status == 429 or r.code == "20429")
+        for r in results
+    )
 
 
 def _never() -> bool:
@@ -45,6 +67,14 @@ def _never() -> bool:
 
 
 def _nothing() -> None:
+    return None
+
+
+def _always() -> bool:
+    return True
+
+
+def _no_token() -> str | None:
     return None
 
 
@@ -68,6 +98,11 @@ class SendContext:
     # before a group's last consent check: a STOP among them counts before anything goes out,
     # not when the replay job's turn comes (sends are queued ahead of it).
     apply_spooled: Callable[[], None] = _nothing
+    # The running job's lease token, written on every row it claims (outreach.campaigns.leases),
+    # and whether the lease is fresh enough to start a send: a worker that cannot renew it
+    # stops sending before the sweep can take it for dead.
+    lease_token: Callable[[], str | None] = _no_token
+    may_send: Callable[[], bool] = _always
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def pool(self) -> ThreadPoolExecutor:
@@ -84,7 +119,7 @@ class BatchOutcome:
     failed: int = 0
     unknown: int = 0
     deferred_until: list[datetime] = field(default_factory=list)
-    retry_after: float | None = None  # transient provider trouble: run the batch again later
+    retry_after: float | None = None  # transient provider trouble: rows wait this long
     stopped: str | None = None  # "paused" / "cancelled" / "not-sending" / SHUTDOWN
     completed: bool = False
     sent_ids: list[str] = field(default_factory=list)  # provider ids (sandbox receipts)
@@ -164,7 +199,13 @@ def _claim(
         claimed = session.execute(
             update(Delivery)
             .where(Delivery.id.in_(due), Delivery.state == k.QUEUED)
-            .values(state=k.CLAIMED, claimed_at=now, attempts=Delivery.attempts + 1)
+            .values(
+                state=k.CLAIMED,
+                claimed_at=now,
+                claimed_by=ctx.lease_token(),
+                lookups=0,
+                attempts=Delivery.attempts + 1,
+            )
             .returning(Delivery.id, Delivery.member_id, Delivery.address)
         ).all()
     return [ClaimedDelivery(d, mid, addr) for d, mid, addr in sorted(claimed)]
@@ -265,9 +306,17 @@ def defer_deliveries(
 
 
 def release_deliveries(
-    ctx: SendContext, items: list[ClaimedDelivery], *, cancelled: bool, outcome: BatchOutcome
+    ctx: SendContext,
+    items: list[ClaimedDelivery],
+    *,
+    cancelled: bool,
+    outcome: BatchOutcome,
+    not_before: datetime | None = None,
 ) -> None:
-    """Hand claimed-but-unsent rows back (pause, transient errors) or skip them (cancel)."""
+    """Hand claimed-but-unsent rows back (pause, transient errors) or skip them (cancel).
+
+    ``not_before``: not to be claimed again before then (a provider that asked us to wait).
+    """
     if not items:
         return
     ids = [i.delivery_id for i in items]
@@ -276,7 +325,7 @@ def release_deliveries(
         values = {"state": k.SKIPPED, "skip_reason": "cancelled", "updated_at": ctx.now()}
         outcome.skipped += len(ids)
     else:
-        values = {"state": k.QUEUED, "claimed_at": None}
+        values = {"state": k.QUEUED, "claimed_at": None, "not_before": not_before}
     with ctx.sessions() as session, session.begin():
         session.execute(
             update(Delivery)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, or_, select, update
@@ -22,12 +22,14 @@ from sqlalchemy.orm import Session
 from outreach.app.settings import Settings
 from outreach.campaigns import get_campaign, recipient_window
 from outreach.campaigns.claims import (
+    RETRY_AFTER,
     BatchOutcome,
     ClaimedDelivery,
     SendContext,
     blocked_deliveries,
     claimed_groups,
     defer_deliveries,
+    fenced,
     record_outcomes,
     release_deliveries,
 )
@@ -89,8 +91,11 @@ def send_email_batch(
         results = _send(ctx, letters)
         transient = _store(base, letters, results, outcome)
         if transient:
-            release_deliveries(base, transient, cancelled=False, outcome=outcome)
-            outcome.retry_after = 30.0
+            retry_at = base.now() + timedelta(seconds=RETRY_AFTER)
+            release_deliveries(
+                base, transient, cancelled=False, outcome=outcome, not_before=retry_at
+            )
+            outcome.retry_after = RETRY_AFTER
             break
     return outcome
 
@@ -223,6 +228,8 @@ def _recipient(
 
 def _send(ctx: EmailContext, letters: list[_Letter]) -> list[EmailSendResult | SendError]:
     def send_one(letter: _Letter) -> EmailSendResult | SendError:
+        if (refused := fenced(ctx.base)) is not None:
+            return refused
         try:
             return ctx.transport_for_thread().send(letter.email)
         except SendError as exc:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from outreach.addresses.phones import mask_phone
 from outreach.campaigns import get_campaign, move, quiet_hours, recipient_window
 from outreach.campaigns.claims import (
+    RETRY_AFTER,
     SHUTDOWN,
     BatchOutcome,
     ClaimedDelivery,
@@ -38,6 +39,8 @@ from outreach.campaigns.claims import (
     campaign_state,
     claimed_groups,
     defer_deliveries,
+    fenced,
+    rate_limited,
     record_outcomes,
     release_deliveries,
 )
@@ -251,11 +254,15 @@ def _send_group_paced(
         record_outcomes(ctx, ((d, k.SKIPPED, r) for d, r in blocked.items()), outcome)
         group = [i for i in group if i.delivery_id not in blocked]
     results = _send_group(ctx, plan, group)
+    if rate_limited(results):  # every worker sending for this sender slows down with us
+        factor = ctx.limiter.slow_down(plan.sender_key)
+        log.warning("campaign %s: provider 429; sender rate now %.0f%%", campaign_id, factor * 100)
     transient = _store_results(ctx, huddle, group, results, outcome)
     if transient:
-        release_deliveries(ctx, transient, cancelled=False, outcome=outcome)
+        retry_at = ctx.now() + timedelta(seconds=RETRY_AFTER)
+        release_deliveries(ctx, transient, cancelled=False, outcome=outcome, not_before=retry_at)
         if outcome.stopped is None:
-            outcome.retry_after = 30.0
+            outcome.retry_after = RETRY_AFTER
         return False
     return True
 
@@ -264,6 +271,8 @@ def _send_group(
     ctx: SendContext, plan: _Plan, group: list[ClaimedDelivery]
 ) -> list[SendResult | SendError]:
     def send_one(item: ClaimedDelivery) -> SendResult | SendError:
+        if (refused := fenced(ctx)) is not None:
+            return refused
         message = OutboundSms(
             to=item.address,
             body=item.body,

@@ -13,6 +13,7 @@ from outreach.models.huddles import (
 )
 from outreach.models.members import Member, MemberField, MemberTag, Subscription
 from outreach.models.messaging import EmailEvent, InboundMessage, OutboxMessage, StatusEvent
+from outreach.models.workers import WorkerLease
 
 __all__ = [
     "ApiToken",
@@ -36,4 +37,5 @@ __all__ = [
     "Subscription",
     "Suppression",
     "UTCDateTime",
+    "WorkerLease",
 ]

@@ -103,6 +103,8 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # deferred by quiet hours
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))  # the claiming job's lease
+    lookups: Mapped[int] = mapped_column(Integer, default=0)  # provider lookups of a dead claim
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # email: first open
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # email: first click
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

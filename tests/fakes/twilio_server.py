@@ -562,6 +562,7 @@ class FakeTwilio(FakeHTTPService):
         self.auth_token = auth_token
         self.reject_to: dict[str, int] = {}
         self.created_count = 0
+        self._list_failures: deque[int] = deque()  # statuses for the next list requests
         self._messages: dict[str, dict[str, Any]] = {}
 
     # -- test API ----------------------------------------------------------------------------
@@ -604,6 +605,12 @@ class FakeTwilio(FakeHTTPService):
         a provider that processed the request but failed to say so, for reconciliation tests.
         """
         self._program_failures(n, status, code, created)
+
+    def fail_lists(self, n: int = 1, status: int = 500) -> None:
+        """Make the next ``n`` message-list requests fail with ``status`` (the SDK then raises
+        ``TwilioException: Unable to fetch page``, not a ``TwilioRestException``)."""
+        with self._lock:
+            self._list_failures.extend([status] * n)
 
     def client(self, *, timeout: float = 10.0) -> Client:
         """A real ``twilio.rest.Client`` whose HTTP client talks to this fake."""
@@ -729,6 +736,10 @@ class FakeTwilio(FakeHTTPService):
         return json_reply(201, message)
 
     def _list(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            status = self._list_failures.popleft() if self._list_failures else None
+        if status is not None:
+            raise _TwilioError(20500, status)
         query = {name: values[0] for name, values in request.query.items()}
         page_size = max(1, min(int(query.get("PageSize", "50")), 1000))
         page = max(0, int(query.get("Page", "0")))

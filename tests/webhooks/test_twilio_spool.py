@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,6 @@ import pytest
 import redis
 from click.testing import CliRunner
 from flask.testing import FlaskClient
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
 from sqlalchemy import Engine, create_engine, func, select
 
 from cli.main import main
@@ -39,7 +36,6 @@ from tests.webhooks.conftest import DELIVERY_SID, LOGAN_NUMBER, MARIA
 from tests.webhooks.twilio_helpers import Phone, new_sid, signed_post
 from web import create_app
 from workers import jobs
-from workers.queues import DEFAULT_QUEUE
 
 
 def _unreachable_engine(services: Services, tmp_path: Path) -> Engine:
@@ -96,7 +92,7 @@ def test_a_text_the_database_did_not_take_is_spooled_then_applied_and_answered(
     assert entry["request"]["message_sid"] == sid  # type: ignore[index]
     assert entry["request"]["body"] == "JOIN LOGAN"  # type: ignore[index]
 
-    result = jobs.replay_twilio_spool(reschedule=False)  # the worker's job, back to the database
+    result = jobs.replay_twilio_spool()  # the worker's job, back to the database
 
     assert (result["applied"], result["answered"], result["waiting"]) == (1, 1, 0)
     with services.sessions() as session:
@@ -194,10 +190,11 @@ def test_without_redis_either_the_text_is_a_logged_500(
 
 
 def test_the_replay_job_runs_one_at_a_time(services: Services) -> None:
+    spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, "STOP"))
     lock = services.redis.lock("outreach:twilio:replay-lock", timeout=60)
     assert lock.acquire(blocking=False)
     try:
-        assert jobs.replay_twilio_spool(reschedule=False) == {"skipped": 1}
+        assert jobs.replay_twilio_spool() == {"skipped": 1}
     finally:
         lock.release()
 
@@ -206,15 +203,6 @@ def test_the_database_url_of_the_unreachable_fixture_really_fails(down: Services
     """The tests above rely on it: connecting must fail, not create a database somewhere."""
     with pytest.raises(Exception, match=r"unable to open|refused|could not connect"):
         down.engine.connect().close()
-
-
-def test_the_worker_keeps_one_replay_scheduled(services: Services) -> None:
-    jobs.schedule_twilio_replay()
-    jobs.schedule_twilio_replay()  # a second worker starting: no second chain
-    registry = ScheduledJobRegistry(DEFAULT_QUEUE, connection=services.redis)
-    (job_id,) = registry.get_job_ids()
-    job = Job.fetch(job_id, connection=services.redis)
-    assert job.func_name == "workers.jobs.replay_twilio_spool"
 
 
 def test_a_status_callback_the_database_did_not_take_is_applied_with_its_policy(
@@ -232,7 +220,7 @@ def test_a_status_callback_the_database_did_not_take_is_applied_with_its_policy(
         {"message_sid": sid, "status": "failed", "error_code": "21610"},
     )
 
-    outcome = jobs.replay_twilio_spool(reschedule=False)
+    outcome = jobs.replay_twilio_spool()
 
     assert (outcome["applied"], outcome["waiting"]) == (1, 0)
     with services.sessions() as session:
@@ -286,26 +274,18 @@ def test_an_entry_that_is_not_a_request_is_set_aside_unread(
     assert services.redis.llen(spool.DEAD) == 1
 
 
-def test_a_backlog_drains_run_after_run_and_an_empty_spool_waits(
+def test_a_backlog_drains_run_after_run_and_an_empty_spool_costs_one_look(
     services: Services, logan: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a long outage: each run has a budget, and while texts apply the next starts at
-    once; an empty spool is looked at again in 15 s."""
+    """After a long outage: each run has a budget, and the ticker's next run (seconds later)
+    goes on with the rest; an empty spool is one Redis call, no lock, no database."""
     for body in ("one", "two", "three"):
         spool.spool_text(services.redis, InboundSms(new_sid(), MARIA, LOGAN_NUMBER, body))
     assert replay_in(services, seconds=0).applied == 0  # out of time before the first
     monkeypatch.setattr(jobs, "REPLAY_LIMIT", 2)  # a budget that ends with one left
-    registry = ScheduledJobRegistry(DEFAULT_QUEUE, connection=services.redis)
-
-    before = time.time()
     assert jobs.replay_twilio_spool()["waiting"] == 1
-    (soon,) = registry.get_job_ids()
-    assert registry.get_scheduled_time(soon).timestamp() < before + 3
-    registry.remove(soon, delete_job=True)
-
     assert jobs.replay_twilio_spool()["waiting"] == 0
-    (later,) = registry.get_job_ids()
-    assert registry.get_scheduled_time(later).timestamp() > before + 10
+    assert jobs.replay_twilio_spool() == {}
 
 
 def replay_in(services: Services, *, seconds: float) -> spool.Replayed:

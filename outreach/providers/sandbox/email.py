@@ -149,6 +149,7 @@ class SandboxEmailTransport:
     """Writes emails to the outbox instead of sending them. See the module docstring."""
 
     name = PROVIDER
+    max_request_seconds = 0.0  # the outbox row is written before send returns
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self._failure_rate = settings.sandbox_failure_rate

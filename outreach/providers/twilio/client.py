@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -166,6 +166,9 @@ class TwilioSmsTransport:
         )
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._retry = retry
+        # A send can still reach Twilio this long after it started: the retry budget, then a
+        # last attempt's connect and read (the reconciler waits this long before re-queueing).
+        self.max_request_seconds = retry.budget + connect_timeout + read_timeout
         self._sleep = sleep
         self._rng = rng or random.Random()  # jitter, not a secret
 
@@ -253,7 +256,7 @@ class TwilioSmsTransport:
         while True:
             try:
                 return request()
-            except (TwilioRestException, requests.RequestException) as exc:
+            except (TwilioException, requests.RequestException) as exc:
                 error = error_from_exception(exc)
                 if idempotent and isinstance(error, UncertainSendError):
                     error = TransientSendError(
@@ -272,10 +275,12 @@ class TwilioSmsTransport:
             attempt += 1
 
 
-def error_from_exception(exc: TwilioRestException | requests.RequestException) -> SendError:
+def error_from_exception(exc: TwilioException | requests.RequestException) -> SendError:
     """The :class:`SendError` for what the SDK or requests raised during a create."""
     if isinstance(exc, TwilioRestException):
         return _from_rest_exception(exc)
+    if isinstance(exc, TwilioException):  # e.g. "Unable to fetch page": an answer it can't read
+        return UncertainSendError(f"twilio: {exc.args[0] if exc.args else type(exc).__name__}")
     if _failed_before_sending(exc):
         return TransientSendError(f"could not connect to Twilio: {type(exc).__name__}")
     if isinstance(exc, requests.Timeout):

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from outreach.campaigns.ratelimit import RateLimiter
+from outreach.campaigns.ratelimit import WAIT_METRIC, RateLimiter
 
 
 def test_bucket_gives_its_burst_then_asks_to_wait(redis_client: redis.Redis) -> None:
@@ -47,7 +47,7 @@ def test_take_gives_up_when_told_to_stop(redis_client: redis.Redis) -> None:
 
 TAKER = """
 import sys, time, redis
-from outreach.campaigns.ratelimit import RateLimiter
+from outreach.campaigns.ratelimit import WAIT_METRIC, RateLimiter
 url, seconds = sys.argv[1], float(sys.argv[2])
 limiter = RateLimiter(redis.Redis.from_url(url))
 deadline = time.monotonic() + seconds
@@ -78,3 +78,33 @@ def test_two_processes_together_keep_to_the_rate(redis_url: str, redis_client: r
     assert total <= 20 + 20 * elapsed
     assert total >= 20 * seconds * 0.8
     assert min(counts) > 0  # both workers got a share
+
+
+def test_a_429_halves_the_senders_rate_for_a_while_and_each_one_halves_it_again(
+    redis_client: redis.Redis,
+) -> None:
+    limiter = RateLimiter(redis_client)
+    assert limiter.slowed("s") is None
+    assert limiter.try_take("s", 1, rate=0.02, burst=1) == 0
+    assert 49 <= limiter.try_take("s", 1, rate=0.02, burst=1) <= 50  # 1 token at 0.02/s
+    assert limiter.slow_down("s", seconds=60) == 0.5
+    assert 99 <= limiter.try_take("s", 1, rate=0.02, burst=1) <= 100  # now at 0.01/s
+    assert limiter.slow_down("s", seconds=60) == 0.25
+    slowed = limiter.slowed("s")
+    assert slowed is not None
+    assert slowed[0] == 0.25
+    assert 0 < slowed[1] <= 60
+    for _ in range(10):
+        limiter.slow_down("s")
+    assert limiter.slowed("s") == (1 / 16, 60.0)  # a floor: a sender never stops entirely
+    assert limiter.slowed("other") is None
+
+
+def test_waits_are_added_up_per_sender_for_the_metrics(redis_client: redis.Redis) -> None:
+    slept: list[float] = []
+    limiter = RateLimiter(redis_client, sleep=slept.append)
+    assert limiter.take("w", 1, rate=0.01) is True
+    stops = iter([False, False, True])
+    assert limiter.take("w", 1, rate=0.01, should_stop=lambda: next(stops)) is False
+    assert slept == [1.0, 1.0]
+    assert float(redis_client.hget(WAIT_METRIC, "w") or 0) == 2.0

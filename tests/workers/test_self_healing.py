@@ -1,0 +1,224 @@
+"""Campaigns heal themselves: real worker processes killed, Redis restarted empty, STOP meanwhile.
+
+Every test starts ``outreach worker`` as the Procfile does and repairs nothing by hand: the
+workers' leases, the sweep and the reconnect loop must bring the campaign to its end. The lease
+timeout is 3 s here (``WORKER_LEASE_TIMEOUT``) so that a dead worker is noticed in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from outreach import campaigns
+from outreach.app.embedded_redis import EmbeddedRedis
+from outreach.app.services import Services
+from outreach.models import Delivery, Subscription, WorkerLease
+from outreach.models import campaigns as k
+from outreach.models import members as m
+from tests.conftest import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
+from tests.fakes import FakeTwilio
+from tests.webhooks.twilio_helpers import Phone
+from tests.workers.campaign_helpers import SENDER, outbox_counts
+from tests.workers.test_worker_processes import launch
+from web.app import create_app
+from workers import context
+
+LEASE_TIMEOUT = "3"
+
+
+@pytest.fixture
+def worker_env(test_env: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, **test_env, "WORKER_LEASE_TIMEOUT": LEASE_TIMEOUT}
+    env["PUBLIC_BASE_URL"] = "http://127.0.0.1:9"  # sandbox receipts go nowhere
+    return env
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in started:
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60) -> float:
+    """Poll real processes' progress (there is no clock to inject); seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def completed(services: Services, campaign_id: int) -> Callable[[], bool]:
+    def check() -> bool:
+        with services.sessions() as session:
+            return campaigns.status(session, campaign_id).state == k.COMPLETED
+
+    return check
+
+
+def assert_exactly_once(services: Services, campaign_id: int, members: int) -> None:
+    sent = outbox_counts(services)
+    assert set(sent.values()) == {1}, "somebody got two copies"
+    with services.sessions() as session:
+        report = campaigns.status(session, campaign_id)
+    assert report.state == k.COMPLETED
+    assert report.by_state.get(k.CLAIMED, 0) == 0
+    assert report.by_state.get(k.QUEUED, 0) == 0
+    assert report.by_state.get(k.SENT, 0) == len(sent)
+    assert sum(report.by_state.values()) == members
+
+
+def leases(services: Services) -> int:
+    with services.sessions() as session:
+        return session.scalar(select(func.count(WorkerLease.worker_id))) or 0
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def test_the_only_worker_killed_a_new_one_finishes_the_campaign_alone(
+    services: Services, worker_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+) -> None:
+    campaign_id = launch(services, 200, rate=60.0)
+    workers.append(start_worker(worker_env))
+    wait_for("40 texts", lambda: len(outbox_counts(services)) >= 40)
+    kill(workers[0])
+    assert len(outbox_counts(services)) < 200, "the worker should have died mid-campaign"
+    workers.append(start_worker(worker_env))
+    wait_for("the campaign to complete", completed(services, campaign_id))
+    assert_exactly_once(services, campaign_id, 200)
+    with services.sessions() as session:  # the sandbox can always tell: nothing is unknown
+        assert campaigns.status(session, campaign_id).by_state == {k.SENT: 200}
+
+
+def test_one_of_two_workers_killed_the_survivor_finishes(
+    services: Services, worker_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+) -> None:
+    campaign_id = launch(services, 300, rate=90.0)
+    workers.extend([start_worker(worker_env), start_worker(worker_env)])
+    wait_for("40 texts", lambda: len(outbox_counts(services)) >= 40)
+    kill(workers[0])
+    wait_for("the campaign to complete", completed(services, campaign_id))
+    assert_exactly_once(services, campaign_id, 300)
+    assert leases(services) == 2  # the dead worker's stays until forgotten (after an hour)
+
+
+def test_a_sigterm_leaves_no_lease_behind(
+    services: Services, worker_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+) -> None:
+    workers.append(start_worker(worker_env))
+    wait_for("the lease", lambda: leases(services) == 1)
+    workers[0].send_signal(signal.SIGTERM)
+    _, err = workers[0].communicate(timeout=30)
+    assert workers[0].returncode == 0, err.decode()[-2000:]
+    assert leases(services) == 0
+
+
+def test_redis_restarted_empty_mid_campaign_the_worker_reconnects_and_a_stop_still_counts(
+    services: Services,
+    worker_env: dict[str, str],
+    workers: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    own = EmbeddedRedis(tmp_path / "own-redis.sock").start()
+    try:
+        own_services = Services.build(replace(services.settings, redis_url=own.url))
+        context.install(own_services)
+        campaign_id = launch(own_services, 300, rate=60.0)
+        env = {**worker_env, "REDIS_URL": own.url}
+        workers.append(start_worker(env))
+        wait_for("40 texts", lambda: len(outbox_counts(services)) >= 40)
+        own.stop()  # every queued job, the rate buckets and the locks are gone with it
+
+        # The last member texts STOP while Redis is down: the webhook needs only the database.
+        with services.sessions() as session:
+            last = session.scalars(
+                select(Delivery)
+                .where(Delivery.campaign_id == campaign_id)
+                .order_by(Delivery.id.desc())
+            ).first()
+            assert last is not None
+            assert last.state == k.QUEUED
+            victim, victim_id = last.address, last.member_id
+        app = create_app(own_services.settings, own_services)
+        Phone(app.test_client(), victim, SENDER).text("STOP")
+        with services.sessions() as session:
+            states = session.scalars(
+                select(Subscription.state).where(Subscription.member_id == victim_id)
+            ).all()
+        assert states == [m.OPTED_OUT]
+
+        own.start()
+        wait_for("the campaign to complete", completed(services, campaign_id), timeout=90)
+        assert workers[0].poll() is None, "the worker exited instead of reconnecting"
+        assert victim not in outbox_counts(services)
+        assert_exactly_once(services, campaign_id, 300)
+        with services.sessions() as session:
+            report = campaigns.status(session, campaign_id)
+        assert report.by_state.get(k.SKIPPED) == 1
+        own_services.close()
+    finally:
+        context.install(services)
+        own.stop()
+
+
+def test_through_twilio_a_killed_worker_429s_and_an_unreadable_message_list(
+    services: Services,
+    worker_env: dict[str, str],
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    """The user's report: SIGKILL mid-campaign through Twilio, the new worker's lookups answered
+    with 500s for a while ("Unable to fetch page"), and 429s on the sends that follow."""
+    with FakeTwilio(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN) as fake:
+        env = {
+            **worker_env,
+            "SMS_BACKEND": "twilio",
+            "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
+            "TWILIO_API_BASE_URL": fake.base_url,
+        }
+        campaign_id = launch(services, 108, rate=100.0)
+        workers.append(start_worker(env))
+        wait_for("24 texts", lambda: len(fake.messages) >= 24)
+        kill(workers[0])
+        fake.fail_lists(20)
+        fake.fail_next(6, status=429, code=20429)
+        workers.append(start_worker(env))
+        wait_for("the campaign to complete", completed(services, campaign_id), timeout=120)
+        texts = Counter(message["to"] for message in fake.messages)
+    assert len(texts) == 108
+    assert set(texts.values()) == {1}, "somebody got two copies"
+    with services.sessions() as session:
+        by_state = campaigns.status(session, campaign_id).by_state
+    assert by_state == {k.SENT: 108}  # the message list told every dead claim's fate
