@@ -54,7 +54,7 @@ def run(ctx: Context, port: int, host: str, web_processes: int) -> None:
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 def worker(burst: bool) -> None:
-    """Run one RQ worker with the scheduler (SIGTERM finishes the current batch, then stops)."""
+    """Run one worker with its ticker (SIGTERM finishes the current group, then stops)."""
     from workers.main import run_worker  # noqa: PLC0415 - rq is only needed here
 
     run_worker(burst=burst)

@@ -1,7 +1,7 @@
 """``outreach run``: the whole service on one machine, stopped cleanly by Ctrl-C.
 
 Starts the embedded Redis (unless ``REDIS_URL`` is set), applies migrations, then runs the web app
-under gunicorn and one RQ worker with the scheduler as child processes that share this settings.
+under gunicorn and one worker (which reconnects to Redis by itself) as child processes.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ UNLEASED_CLAIM_TIMEOUT = timedelta(minutes=5)
 STALL_GRACE = timedelta(seconds=10)  # a campaign launched this recently is still being enqueued
 
 
+_CAN_CLAIM = (k.SENDING, k.PAUSED, k.CANCELLED)  # a claim outlives a pause or a cancel
+
+
 @dataclass
 class ReconcileResult:
     sent: int = 0
@@ -82,7 +85,13 @@ def dead_claims(
             Delivery.campaign_id,
             Delivery.lookups,
         )
-        .where(Delivery.state == k.CLAIMED, or_(orphaned, unleased))
+        .where(
+            # Through the campaigns that can have claims: the (campaign, state) index, not a
+            # scan of every delivery ever made, every few seconds.
+            Delivery.campaign_id.in_(select(Campaign.id).where(Campaign.state.in_(_CAN_CLAIM))),
+            Delivery.state == k.CLAIMED,
+            or_(orphaned, unleased),
+        )
         .order_by(Delivery.id)
         .limit(limit)
     ).all()

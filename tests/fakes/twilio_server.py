@@ -622,6 +622,7 @@ class FakeTwilio(FakeHTTPService):
     def _reset_resources(self) -> None:
         self._messages.clear()
         self.created_count = 0
+        self._list_failures.clear()
 
     # -- HTTP --------------------------------------------------------------------------------
 

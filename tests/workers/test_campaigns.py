@@ -338,3 +338,24 @@ def test_a_stop_spooled_in_an_outage_counts_before_the_campaign_sends(
     assert len(to_stopped) == 1
     assert "Rally" not in to_stopped[0]  # the confirmation, not the campaign
     assert all(outbox_counts(services)[member.phone or ""] == 1 for member in others)
+
+
+def test_a_worker_whose_lease_is_stale_sends_nothing_and_hands_its_rows_back(
+    services: Services,
+) -> None:
+    with services.sessions.begin() as session:
+        huddle = make_huddle(session)
+        add_members(session, huddle, 5)
+    campaign_id = draft(services)
+    jobs.launch_campaign(campaign_id)
+    context = jobs.send_context()
+    context.may_send = lambda: False  # could not renew its lease for half the timeout
+    try:
+        run_worker(services)
+    finally:
+        jobs._send_context = None
+    assert outbox_counts(services) == {}
+    with services.sessions() as session:
+        rows = session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)).all()
+    assert {row.state for row in rows} == {k.QUEUED}
+    assert all(row.not_before is not None for row in rows)  # the sweep gives them a job later
