@@ -9,6 +9,7 @@ whichever worker gets there first (``workers.ticker``), enqueues it when it is d
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,6 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 
+from redis.exceptions import LockError
 from rq import Queue
 from sqlalchemy import select
 
@@ -140,7 +142,8 @@ def launch_campaign(campaign_id: int) -> str:
             sms_sender.send_batch(send_context(), campaign_id, 0, 0)  # completes an empty one
         return state
     finally:
-        lock.release()
+        with contextlib.suppress(LockError):  # Redis restarted meanwhile: the lock is gone
+            lock.release()
 
 
 def enqueue_launch(campaign_id: int) -> None:
@@ -370,7 +373,8 @@ def replay_twilio_spool() -> dict[str, int]:
         # budget, not a fixed count; the ticker comes back within seconds for the rest.
         result = spool.replay(svc.redis, replayer, limit=REPLAY_LIMIT, seconds=REPLAY_SECONDS)
     finally:
-        lock.release()
+        with contextlib.suppress(LockError):
+            lock.release()
     if result.applied or result.dead:
         log.info("twilio spool: %s", result)
     return dataclasses.asdict(result)

@@ -9,6 +9,7 @@ overlapping the next. A worker that loses Redis or the database logs it and keep
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.exceptions import LockError
 
 from outreach.campaigns.leases import Lease
 
@@ -83,7 +85,8 @@ class Ticker(threading.Thread):
             if result:
                 log.debug("%s: %s", chore.name, result)
         finally:
-            lock.release()
+            with contextlib.suppress(LockError):  # Redis restarted meanwhile: the lock is gone
+                lock.release()
 
     def _attempt(self, what: str, step: Callable[[], Any]) -> bool:
         try:

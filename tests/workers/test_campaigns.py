@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -359,3 +359,23 @@ def test_a_worker_whose_lease_is_stale_sends_nothing_and_hands_its_rows_back(
         rows = session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)).all()
     assert {row.state for row in rows} == {k.QUEUED}
     assert all(row.not_before is not None for row in rows)  # the sweep gives them a job later
+
+
+def test_a_scheduled_campaign_is_launched_by_the_sweep_when_its_time_comes(
+    services: Services, frozen_clock: time_machine.Coordinates
+) -> None:
+    with services.sessions.begin() as session:
+        huddle = make_huddle(session)
+        add_members(session, huddle, 4)
+    send_at = MORNING + timedelta(hours=1)
+    campaign_id = draft(services, send_at=send_at)
+    assert jobs.launch_campaign(campaign_id) == k.SCHEDULED
+    assert jobs.sweep()["launched"] == 0  # not yet: nothing waits in RQ for it either
+    run_worker(services)
+    assert outbox_counts(services) == {}
+    frozen_clock.move_to(send_at + timedelta(seconds=1))
+    assert jobs.sweep()["launched"] == 1
+    assert jobs.sweep()["launched"] == 0  # its launch job is queued: not a second one
+    run_worker(services)
+    assert len(outbox_counts(services)) == 4
+    assert _states(services, campaign_id) == {k.SENT: 4}
