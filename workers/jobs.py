@@ -20,10 +20,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+from datetime import datetime
 
 from redis.exceptions import LockError
 from rq import Queue
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from outreach.app.clock import utcnow
 from outreach.campaigns import email_sender, fanout, leases, reconcile, sms_sender
@@ -310,48 +312,60 @@ def post_sandbox_email_events(message_ids: list[str]) -> int:
 
 
 def sweep() -> dict[str, int]:
-    """Heal what the ledger says is left: settle dead claims, give jobs to campaigns that have
-    none, launch what is due. Run every few seconds by one worker at a time (``workers.ticker``).
+    """Heal what the ledger says is left: give jobs to campaigns that have none, launch what is
+    due, settle dead claims, complete what they finished. Run every few seconds by one worker at
+    a time (``workers.ticker``). Jobs first: a provider slow to answer lookups delays no send.
     """
     svc = context.services()
-    now = utcnow()
-    transports = {m.SMS: _thread_transport(), m.EMAIL: _thread_email_transport()}
     timeout = svc.settings.worker_lease_timeout
+    now = utcnow()
+    stalled, launched = _give_jobs(now, timeout)
+    transports = {m.SMS: _thread_transport(), m.EMAIL: _thread_email_transport()}
     result = reconcile.reconcile_claims(svc.sessions, transports, now=now, lease_timeout=timeout)
-    redis = svc.redis
-    queued_sends = {
-        _campaign_of_job(job_id, SEND_JOB_PREFIX) for job_id in _queue(SEND_QUEUE).get_job_ids()
-    }
-    queued_launches = {
-        _campaign_of_job(job_id, LAUNCH_JOB_PREFIX)
-        for job_id in _queue(DEFAULT_QUEUE).get_job_ids()
-    }
-    with svc.sessions() as session:
-        running = {
-            leases.campaign_of(token)
-            for token in leases.live_tokens(session, now=now, timeout=timeout)
-        }
-        busy = {c for c in queued_sends | running if c is not None}
-        stalled = reconcile.stalled_campaigns(session, now=now, busy=busy)
-        launches = reconcile.lost_launches(session, now=now)
+    for campaign_id in sorted(result.campaigns):
+        enqueue_batches(campaign_id)  # what the dead claims gave back
     with svc.sessions.begin() as session:
+        completed = reconcile.complete_finished(session, busy=_busy(session, now, timeout))
         leases.forget_dead(session, now=now)
-    for campaign_id in sorted(stalled):
-        count = enqueue_batches(campaign_id)
-        log.warning("campaign %s had due deliveries and no job: %s batches", campaign_id, count)
-    relaunched = 0
-    for campaign_id in sorted(launches - {c for c in queued_launches if c is not None}):
-        if not redis.exists(f"{LAUNCHING}{campaign_id}"):
-            enqueue_launch(campaign_id)
-            relaunched += 1
     return {
         "sent": result.sent,
         "requeued": result.requeued,
         "unknown": result.unknown,
         "waiting": result.waiting,
-        "stalled": len(stalled),
-        "launched": relaunched,
+        "stalled": stalled,
+        "launched": launched,
+        "completed": len(completed),
     }
+
+
+def _busy(session: Session, now: datetime, timeout: float) -> set[int]:
+    """Campaigns with a send job: on the queue, or running under a live lease."""
+    queued = {
+        _campaign_of_job(job_id, SEND_JOB_PREFIX) for job_id in _queue(SEND_QUEUE).get_job_ids()
+    }
+    running = {leases.campaign_of(t) for t in leases.live_tokens(session, now=now, timeout=timeout)}
+    return {c for c in queued | running if c is not None}
+
+
+def _give_jobs(now: datetime, timeout: float) -> tuple[int, int]:
+    """Enqueue sends for stalled campaigns and launches for due or unfinished ones."""
+    svc = context.services()
+    queued_launches = {
+        _campaign_of_job(job_id, LAUNCH_JOB_PREFIX)
+        for job_id in _queue(DEFAULT_QUEUE).get_job_ids()
+    }
+    with svc.sessions() as session:
+        stalled = reconcile.stalled_campaigns(session, now=now, busy=_busy(session, now, timeout))
+        launches = reconcile.lost_launches(session, now=now)
+    for campaign_id in sorted(stalled):
+        count = enqueue_batches(campaign_id)
+        log.warning("campaign %s had due deliveries and no job: %s batches", campaign_id, count)
+    launched = 0
+    for campaign_id in sorted(launches - {c for c in queued_launches if c is not None}):
+        if not svc.redis.exists(f"{LAUNCHING}{campaign_id}"):
+            enqueue_launch(campaign_id)
+            launched += 1
+    return len(stalled), launched
 
 
 def replay_twilio_spool() -> dict[str, int]:

@@ -15,7 +15,8 @@ no token (written by an in-process sender without a lease) when it is older than
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -24,7 +25,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.addresses.phones import mask_phone
-from outreach.campaigns import leases
+from outreach.campaigns import get_campaign, leases, move
 from outreach.models import Campaign, Delivery
 from outreach.models import campaigns as k
 
@@ -112,6 +113,8 @@ def reconcile_claims(
     now: datetime,
     lease_timeout: float = leases.LEASE_TIMEOUT,
     limit: int = 5000,
+    seconds: float = 10.0,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> ReconcileResult:
     """Settle the claims no live worker holds (see the module docstring). ``transports``: the
     provider of each channel; one without ``find_sent`` cannot tell, so its claims are unknown.
@@ -119,7 +122,11 @@ def reconcile_claims(
     with factory() as session:
         stale = dead_claims(session, now=now, limit=limit, lease_timeout=lease_timeout)
     result = ReconcileResult()
+    deadline = monotonic() + seconds  # a provider slow to answer: the rest waits for the next run
     for claim in stale:
+        if monotonic() > deadline:
+            result.waiting += 1
+            continue
         delivery_id, address, claimed_at = claim.delivery_id, claim.address, claim.claimed_at
         campaign_id, lookups = claim.campaign_id, claim.lookups
         transport = transports.get(claim.channel)
@@ -200,3 +207,24 @@ def lost_launches(session: Session, *, now: datetime) -> set[int]:
         Campaign.launched_at < now - STALL_GRACE,
     )
     return set(session.scalars(select(Campaign.id).where(or_(due_scheduled, unfinished))))
+
+
+def complete_finished(session: Session, *, busy: Iterable[int]) -> set[int]:
+    """Complete sending campaigns with nothing queued or claimed and no job: the sweep settled
+    their last claims, so no send job is left to notice that they are done."""
+    left = exists().where(
+        Delivery.campaign_id == Campaign.id, Delivery.state.in_([k.QUEUED, k.CLAIMED])
+    )
+    done = set(
+        session.scalars(
+            select(Campaign.id).where(
+                Campaign.state == k.SENDING, Campaign.audience_size > 0, ~left
+            )
+        )
+    ) - set(busy)
+    for campaign_id in sorted(done):
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        if campaign.state == k.SENDING:
+            move(campaign, k.COMPLETED)
+            log.info("campaign %s completed", campaign_id)
+    return done

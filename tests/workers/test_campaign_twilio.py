@@ -246,3 +246,44 @@ def test_a_429_slows_the_sender_and_the_sweep_sends_the_rest_when_due(
         run_worker(twilio_services)
     with twilio_services.sessions() as session:
         assert campaigns.status(session, campaign_id).by_state == {k.SENT: 1}
+
+
+def test_a_campaign_whose_last_claims_the_sweep_settled_is_completed_by_the_sweep(
+    twilio_services: Services, fake: FakeTwilio
+) -> None:
+    with twilio_services.sessions.begin() as session:
+        huddle = make_huddle(session)
+        add_members(session, huddle, 2)
+    campaign_id = draft(twilio_services)
+    with twilio_services.sessions.begin() as session:
+        campaigns.fanout.start(session, campaign_id, now=datetime.now(UTC))
+    campaigns.fanout.snapshot(twilio_services.sessions, campaign_id, now=datetime.now(UTC))
+    for address in claim_for_a_dead_worker(twilio_services, campaign_id, ago=timedelta(minutes=2)):
+        fake.client().messages.create(to=address, from_=SENDER, body="hi")  # both went out
+    outcome = jobs.sweep()
+    assert (outcome["sent"], outcome["completed"]) == (2, 1)  # no send job is left to do it
+    with twilio_services.sessions() as session:
+        assert campaigns.status(session, campaign_id).state == k.COMPLETED
+
+
+def test_lookups_stop_at_their_time_budget_and_the_rest_waits(
+    twilio_services: Services, fake: FakeTwilio
+) -> None:
+    with twilio_services.sessions.begin() as session:
+        huddle = make_huddle(session)
+        add_members(session, huddle, 3)
+    campaign_id = draft(twilio_services)
+    with twilio_services.sessions.begin() as session:
+        campaigns.fanout.start(session, campaign_id, now=datetime.now(UTC))
+    campaigns.fanout.snapshot(twilio_services.sessions, campaign_id, now=datetime.now(UTC))
+    claim_for_a_dead_worker(twilio_services, campaign_id, ago=timedelta(minutes=2))
+    ticks = iter([0.0, 0.0, 5.0, 11.0, 11.0])  # the second lookup ends past the 10 s budget
+    transport = TwilioSmsTransport(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, base_url=fake.base_url)
+    result = reconcile.reconcile_claims(
+        twilio_services.sessions,
+        {m.SMS: transport},
+        now=datetime.now(UTC),
+        monotonic=lambda: next(ticks),
+    )
+    transport.close()
+    assert (result.requeued, result.waiting) == (2, 1)
