@@ -35,8 +35,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
-    from web import health, join, pages  # noqa: PLC0415 - blueprints import the app's helpers
+    from web import health, join, metrics, pages  # noqa: PLC0415 - blueprints import helpers
 
+    metrics.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(join.bp)

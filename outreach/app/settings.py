@@ -50,6 +50,7 @@ class Settings:
     send_concurrency: int = 64  # provider requests in flight per worker process
     # seconds without renewing its lease before a worker counts as dead (outreach.campaigns.leases)
     worker_lease_timeout: float = 15.0
+    metrics_token: str | None = None  # /metrics needs "Authorization: Bearer <it>" when set
 
     @property
     def is_production(self) -> bool:
@@ -187,6 +188,7 @@ class Settings:
             default_sms_rate=default_sms_rate,
             send_concurrency=send_concurrency,
             worker_lease_timeout=lease_timeout,
+            metrics_token=get("METRICS_TOKEN") or None,
         )
 
 
