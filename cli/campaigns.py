@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 
 import click
+import redis
 from sqlalchemy import select
 
 from cli.context import Context, pass_ctx
@@ -14,6 +15,7 @@ from outreach import campaigns
 from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.app.clock import utcnow
 from outreach.campaigns import CampaignError, segments
+from outreach.campaigns.ratelimit import RateLimiter
 from outreach.messages import templating
 from outreach.models import Huddle, Member
 from outreach.models import campaigns as k
@@ -294,5 +296,16 @@ def show_status(ctx: Context, campaign_id: int, as_json: bool, watch: bool) -> N
         click.echo(f"  skipped: {reason:20} {count}")
     for code, count in sorted(report.errors.items()):
         click.echo(f"  error {code:8} {count}")
+    if report.last_progress_at is not None:
+        ago = (utcnow() - report.last_progress_at).total_seconds()
+        when = report.last_progress_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        click.echo(f"last progress: {when} ({ago:.0f} s ago)")
+    try:
+        slowed = RateLimiter(svc.redis).slowed(report.sender_key)
+    except redis.RedisError:
+        slowed = None  # the counts above come from the database alone
+    if slowed is not None and report.channel == "sms":
+        factor, left = slowed
+        click.echo(f"sender slowed to {factor:.0%} after provider 429s, for {left:.0f} s more")
     if report.flag:
         click.echo(f"flag: {report.flag}")

@@ -180,6 +180,8 @@ class CampaignStatus:
     skipped: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     flag: str | None = None
+    sender_key: str = ""  # the rate-limit bucket its texts are paced by
+    last_progress_at: datetime | None = None  # the latest claim, send or settlement
 
     @property
     def done(self) -> int:
@@ -198,6 +200,9 @@ class CampaignStatus:
             "skipped": self.skipped,
             "errors": self.errors,
             "flag": self.flag,
+            "last_progress_at": (
+                self.last_progress_at.isoformat() if self.last_progress_at else None
+            ),
         }
 
 
@@ -212,7 +217,14 @@ def status(session: Session, campaign_id: int) -> CampaignStatus:
         state=campaign.state,
         audience=campaign.audience_size,
         flag=campaign.flag,
+        sender_key=huddle.sender_key,
     )
+    latest = session.execute(
+        select(
+            func.max(Delivery.claimed_at), func.max(Delivery.sent_at), func.max(Delivery.updated_at)
+        ).where(Delivery.campaign_id == campaign.id)
+    ).one()
+    result.last_progress_at = max((t for t in latest if t is not None), default=None)
     for state, reason, code, count in session.execute(
         select(Delivery.state, Delivery.skip_reason, Delivery.error_code, func.count())
         .where(Delivery.campaign_id == campaign.id)

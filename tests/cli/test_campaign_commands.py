@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from cli.main import main
 from outreach.app.services import Services
+from outreach.campaigns.ratelimit import RateLimiter
 from outreach.models import OutboxMessage
-from tests.workers.campaign_helpers import add_members, make_huddle, run_worker
+from tests.workers.campaign_helpers import SENDER, add_members, make_huddle, run_worker
 
 
 @pytest.fixture(autouse=True)
@@ -181,3 +182,20 @@ def test_segments_count_save_and_use_in_a_campaign(
     )
     assert other.exit_code == 1
     assert "segment:" in other.output
+
+
+def test_status_shows_the_last_progress_and_a_sender_slowed_by_429s(
+    cli: CliRunner, services: Services, audience: None
+) -> None:
+    campaign_id = run(
+        cli, "campaign", "create", "--huddle", "logan", "--body", "Hi!", "--rate", "500"
+    ).strip()
+    assert "last progress" not in run(cli, "campaign", "status", campaign_id)
+    run(cli, "campaign", "launch", campaign_id)
+    run_worker(services)
+    RateLimiter(services.redis).slow_down(SENDER, seconds=40)
+    shown = run(cli, "campaign", "status", campaign_id)
+    assert "last progress: 2027-01-12 15:00:" in shown
+    assert "sender slowed to 50% after provider 429s, for 40 s more" in shown
+    report = json.loads(run(cli, "campaign", "status", campaign_id, "--json"))
+    assert report["last_progress_at"].startswith("2027-01-12T15:00:")
