@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from outreach.app.clock import utcnow
 from outreach.app.services import Services
@@ -71,13 +71,14 @@ def test_the_ledger_queues_spool_waits_and_workers_are_read_when_scraped(
     jobs.launch_campaign(campaign_id)
     now = utcnow()
     with services.sessions.begin() as session:
+        ids = session.scalars(select(Delivery.id).order_by(Delivery.id)).all()
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_([1, 2]))
+            .where(Delivery.id.in_(ids[:2]))
             .values(state=k.CLAIMED, claimed_at=now - timedelta(minutes=2))
         )
         session.execute(
-            update(Delivery).where(Delivery.id == 3).values(state=k.FAILED, error_code="30007")
+            update(Delivery).where(Delivery.id == ids[2]).values(state=k.FAILED, error_code="30007")
         )
         session.add(WorkerLease(worker_id="w1", beat_at=now, started_at=now))
         session.add(WorkerLease(worker_id="gone", beat_at=now - timedelta(hours=1), started_at=now))

@@ -140,6 +140,7 @@ def test_a_sigterm_leaves_no_lease_behind(
 ) -> None:
     workers.append(start_worker(worker_env))
     wait_for("the lease", lambda: leases(services) == 1)
+    wait_for("RQ's worker", lambda: bool(services.redis.scard("rq:workers")))  # its handlers
     workers[0].send_signal(signal.SIGTERM)
     _, err = workers[0].communicate(timeout=30)
     assert workers[0].returncode == 0, err.decode()[-2000:]
