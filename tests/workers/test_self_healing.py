@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from outreach import campaigns
 from outreach.app.embedded_redis import EmbeddedRedis
@@ -44,18 +47,30 @@ def worker_env(test_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+class Worker(subprocess.Popen[bytes]):
+    """``outreach worker`` logging to a file: a pipe nobody reads fills up and blocks it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process
+        super().__init__(
+            [sys.executable, "-m", "cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+
+    def log_tail(self, size: int = 4000) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-size:]
+
+
+def start_worker(env: dict[str, str]) -> Worker:
+    return Worker(env)
 
 
 @pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def workers() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
     yield started
     for process in started:
         if process.poll() is None:
@@ -66,6 +81,7 @@ def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+        process.log.close()
 
 
 def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60) -> float:
@@ -109,7 +125,7 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 
 def test_the_only_worker_killed_a_new_one_finishes_the_campaign_alone(
-    services: Services, worker_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+    services: Services, worker_env: dict[str, str], workers: list[Worker]
 ) -> None:
     campaign_id = launch(services, 200, rate=60.0)
     workers.append(start_worker(worker_env))
@@ -124,7 +140,7 @@ def test_the_only_worker_killed_a_new_one_finishes_the_campaign_alone(
 
 
 def test_one_of_two_workers_killed_the_survivor_finishes(
-    services: Services, worker_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+    services: Services, worker_env: dict[str, str], workers: list[Worker]
 ) -> None:
     campaign_id = launch(services, 300, rate=90.0)
     workers.extend([start_worker(worker_env), start_worker(worker_env)])
@@ -136,21 +152,21 @@ def test_one_of_two_workers_killed_the_survivor_finishes(
 
 
 def test_a_sigterm_leaves_no_lease_behind(
-    services: Services, worker_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+    services: Services, worker_env: dict[str, str], workers: list[Worker]
 ) -> None:
     workers.append(start_worker(worker_env))
     wait_for("the lease", lambda: leases(services) == 1)
     wait_for("RQ's worker", lambda: bool(services.redis.scard("rq:workers")))  # its handlers
     workers[0].send_signal(signal.SIGTERM)
-    _, err = workers[0].communicate(timeout=30)
-    assert workers[0].returncode == 0, err.decode()[-2000:]
+    workers[0].wait(timeout=30)
+    assert workers[0].returncode == 0, workers[0].log_tail()
     assert leases(services) == 0
 
 
 def test_redis_restarted_empty_mid_campaign_the_worker_reconnects_and_a_stop_still_counts(
     services: Services,
     worker_env: dict[str, str],
-    workers: list[subprocess.Popen[bytes]],
+    workers: list[Worker],
     tmp_path: Path,
 ) -> None:
     own = EmbeddedRedis(tmp_path / "own-redis.sock").start()
@@ -198,7 +214,7 @@ def test_redis_restarted_empty_mid_campaign_the_worker_reconnects_and_a_stop_sti
 def test_through_twilio_a_killed_worker_429s_and_an_unreadable_message_list(
     services: Services,
     worker_env: dict[str, str],
-    workers: list[subprocess.Popen[bytes]],
+    workers: list[Worker],
 ) -> None:
     """The user's report: SIGKILL mid-campaign through Twilio, the new worker's lookups answered
     with 500s for a while ("Unable to fetch page"), and 429s on the sends that follow."""
@@ -223,3 +239,42 @@ def test_through_twilio_a_killed_worker_429s_and_an_unreadable_message_list(
     with services.sessions() as session:
         by_state = campaigns.status(session, campaign_id).by_state
     assert by_state == {k.SENT: 108}  # the message list told every dead claim's fate
+
+
+def test_the_database_gone_for_seconds_mid_campaign_the_worker_rides_it_out(
+    services: Services, worker_env: dict[str, str], workers: list[Worker]
+) -> None:
+    """A PostgreSQL restart as the worker sees it: every connection it has, and every new one,
+    cut for three seconds (the shared server here cannot itself be restarted). On SQLite, the
+    nearest thing: another process holds the write lock for as long."""
+    campaign_id = launch(services, 300, rate=60.0)
+    name = f"worker-{uuid.uuid4().hex[:8]}"
+    workers.append(start_worker({**worker_env, "PGAPPNAME": name}))
+    wait_for("40 texts", lambda: len(outbox_counts(services)) >= 40)
+    until = time.monotonic() + 3.0
+    if services.engine.dialect.name == "postgresql":
+        cut = 0
+        with services.engine.connect() as conn:
+            while time.monotonic() < until:
+                cut += conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                ).scalar_one()
+                conn.commit()
+                time.sleep(0.02)
+        assert cut > 0, "the worker should have been connected"
+    else:
+        database = services.engine.url.database
+        assert database is not None
+        lock = sqlite3.connect(database, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        time.sleep(until - time.monotonic())
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert len(outbox_counts(services)) < 300, "the fault should have struck mid-campaign"
+    wait_for("the campaign to complete", completed(services, campaign_id), timeout=90)
+    assert workers[0].poll() is None, "the worker exited instead of riding it out"
+    assert_exactly_once(services, campaign_id, 300)
