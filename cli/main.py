@@ -12,6 +12,7 @@ import click
 from cli import runner
 from cli.campaigns import campaign
 from cli.context import Context, pass_ctx
+from cli.inbox import inbox
 from cli.segments import segment
 from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.app import migrate
@@ -297,6 +298,7 @@ def spool_retry(ctx: Context) -> None:
 
 
 main.add_command(campaign)
+main.add_command(inbox)
 main.add_command(segment)
 
 

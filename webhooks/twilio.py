@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from flask import Blueprint, Response, abort, request
 from redis import Redis
@@ -20,7 +20,8 @@ from werkzeug.exceptions import HTTPException
 from outreach.providers.twilio.error_policy import ErrorAction, parse_error_policy
 from outreach.providers.twilio.signature import is_valid_signature, public_url
 from outreach.sms import spool
-from outreach.sms.inbound import InboundSms, handle_inbound
+from outreach.sms.inbound import InboundSms, Media, handle_inbound
+from outreach.sms.inbound.message import MAX_MEDIA, MAX_MEDIA_TYPE, MAX_MEDIA_URL
 from outreach.sms.receipts import handle_status
 from webhooks import services
 
@@ -74,6 +75,7 @@ def inbound_sms() -> Response:
         body=form.get("Body", ""),
         messaging_service_sid=form.get("MessagingServiceSid") or None,
         opt_out_type=form.get("OptOutType") or None,
+        media=media(form),
     )
     svc = services()
     try:
@@ -82,6 +84,26 @@ def inbound_sms() -> Response:
         _spool(sms.message_sid, lambda redis: spool.spool_text(redis, sms))
         raise  # still a 500: nothing was committed, and the answer must not say it was
     return Response(twiml(result.reply), content_type="text/xml; charset=utf-8")
+
+
+def media(form: Mapping[str, str]) -> tuple[Media, ...]:
+    """An MMS's attachments: ``MediaUrl{N}`` and ``MediaContentType{N}`` for N < ``NumMedia``.
+
+    Never raises: an unreadable ``NumMedia`` is none, more than Twilio's 10 are 10, an index
+    without an http(s) URL or with one too long to keep whole is skipped (a cut URL is a wrong
+    link), and a content type is cut to its column.
+    """
+    count = form.get("NumMedia", "").strip()
+    if not (count.isascii() and count.isdigit()):
+        return ()
+    found = []
+    for index in range(min(int(count), MAX_MEDIA) if len(count) < 5 else MAX_MEDIA):
+        url = form.get(f"MediaUrl{index}", "").strip()
+        if len(url) > MAX_MEDIA_URL or not url.lower().startswith(("https://", "http://")):
+            continue
+        content_type = form.get(f"MediaContentType{index}", "").strip()[:MAX_MEDIA_TYPE]
+        found.append(Media(url, content_type))
+    return tuple(found)
 
 
 @bp.post("/status", provide_automatic_options=False)

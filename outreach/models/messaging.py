@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outreach.app.clock import utcnow
@@ -37,6 +38,8 @@ class InboundMessage(Base):
     from_e164: Mapped[str | None] = mapped_column(String(20))
     to_number: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
+    # MMS attachments, in order: [{"url": ..., "content_type": ...}]; NULL: none (most texts)
+    media: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
     huddle_id: Mapped[int | None] = mapped_column(ForeignKey("huddles.id", ondelete="SET NULL"))
     intent: Mapped[str] = mapped_column(String(20))

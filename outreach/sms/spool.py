@@ -32,7 +32,7 @@ from outreach.addresses.phones import mask_phone, try_normalize_phone
 from outreach.app.clock import utcnow
 from outreach.providers.sms import OutboundSms, SendError, SmsTransport
 from outreach.providers.twilio.error_policy import DEFAULT_ERROR_POLICY, ErrorAction
-from outreach.sms.inbound import InboundSms, handle_inbound
+from outreach.sms.inbound import InboundSms, Media, handle_inbound
 from outreach.sms.receipts import handle_status
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ REPLAYING = "outreach:twilio:replaying"  # the one being applied: back to the sp
 DEAD = "outreach:twilio:dead"  # requests that failed MAX_ATTEMPTS times for another reason
 MAX_ATTEMPTS = 5
 
-TEXT = "text"  # an inbound text: InboundSms's fields
+TEXT = "text"  # an inbound text: InboundSms's fields (media: a list of {url, content_type})
 STATUS = "status"  # a status callback: message_sid, status, error_code
 UNREADABLE = "unreadable"  # what set_aside shows for an entry that does not parse
 
@@ -207,7 +207,7 @@ def _apply(spooled: Spooled, replayer: Replayer, outcome: Replayed) -> None:
         else:
             outcome.unchanged += 1
         return
-    sms = InboundSms(**spooled.request)
+    sms = _inbound(spooled.request)
     result = handle_inbound(replayer.engine, sms, default_region=replayer.default_region)
     if result.duplicate:
         outcome.unchanged += 1
@@ -215,6 +215,12 @@ def _apply(spooled: Spooled, replayer: Replayer, outcome: Replayed) -> None:
     outcome.applied += 1
     if result.reply and _answer(replayer.transport, sms, result.reply, replayer.default_region):
         outcome.answered += 1
+
+
+def _inbound(request: dict[str, Any]) -> InboundSms:
+    """The text as spooled: ``asdict`` made its media a list of dicts (none before MMS)."""
+    media = tuple(Media(**attachment) for attachment in request.get("media") or ())
+    return InboundSms(**{**request, "media": media})
 
 
 def _failed(

@@ -107,6 +107,54 @@ def test_a_text_the_database_did_not_take_is_spooled_then_applied_and_answered(
     assert services.redis.llen(spool.REPLAYING) == 0
 
 
+def test_a_picture_spooled_in_an_outage_keeps_its_media_through_the_replay(
+    phone: Phone, phone_while_down: Phone, services: Services
+) -> None:
+    phone.text("JOIN LOGAN")
+    phone.text("YES")
+    media = [
+        ("https://api.twilio.com/media/ME01", "image/jpeg"),
+        ("https://api.twilio.com/media/ME02", "video/mp4"),
+    ]
+    assert phone_while_down.send("", media=media).status_code == 500
+    assert phone_while_down.send("STOP", media=media[:1]).status_code == 500
+    (picture, stop) = spooled(services)
+    assert picture["request"]["media"] == [  # type: ignore[index]
+        {"url": url, "content_type": content_type} for url, content_type in media
+    ]
+
+    outcome = replay(services)
+
+    assert (outcome.applied, outcome.answered, outcome.waiting, outcome.dead) == (2, 1, 0, 0)
+    with services.sessions() as session:
+        rows = session.scalars(select(InboundMessage).order_by(InboundMessage.id)).all()
+        assert [(row.body, row.intent) for row in rows[2:]] == [("", "other"), ("STOP", "opt_out")]
+        assert rows[2].media == picture["request"]["media"]  # type: ignore[index]
+        assert rows[3].media == stop["request"]["media"]  # type: ignore[index]
+        assert session.scalars(select(Subscription.state)).one() == "opted_out"
+
+
+def test_a_text_spooled_before_media_were_kept_still_replays(
+    services: Services, logan: None
+) -> None:
+    """An entry written by the version before MMS has no ``media``: a text without any."""
+    request = {
+        "message_sid": new_sid(),
+        "from_raw": MARIA,
+        "to": LOGAN_NUMBER,
+        "body": "JOIN LOGAN",
+        "messaging_service_sid": None,
+        "opt_out_type": None,
+    }
+    entry = {"kind": "text", "request": request, "spooled_at": "2026-11-28T10:00:00+00:00"}
+    services.redis.rpush(spool.SPOOL, json.dumps(entry))
+    outcome = replay(services)
+    assert (outcome.applied, outcome.answered, outcome.dead) == (1, 1, 0)
+    with services.sessions() as session:
+        row = session.scalars(select(InboundMessage)).one()
+        assert (row.message_sid, row.intent, row.media) == (request["message_sid"], "join", None)
+
+
 def test_a_stop_spooled_in_an_outage_waits_for_the_database_however_long(
     phone: Phone, phone_while_down: Phone, down: Services, services: Services
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
@@ -33,23 +34,34 @@ class Phone:
         self.number = number
         self.to = to
 
-    def text(self, body: str, **extra: str) -> str:
+    def text(self, body: str, *, media: Sequence[tuple[str, str]] = (), **extra: str) -> str:
         """Send ``body``; return the reply text ("" when the answer is an empty <Response/>)."""
-        response = self.send(body, **extra)
+        response = self.send(body, media=media, **extra)
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.mimetype == "text/xml"
         return reply_text(response.get_data(as_text=True))
 
-    def send(self, body: str, *, sid: str | None = None, **extra: str) -> TestResponse:
+    def send(
+        self,
+        body: str,
+        *,
+        sid: str | None = None,
+        media: Sequence[tuple[str, str]] = (),
+        **extra: str,
+    ) -> TestResponse:
+        """``media``: (url, content type) pairs, posted as Twilio posts an MMS's attachments."""
         params = {
             "MessageSid": sid or new_sid(),
             "AccountSid": "AC" + "0" * 32,
             "From": self.number,
             "To": self.to,
             "Body": body,
-            "NumMedia": "0",
+            "NumMedia": str(len(media)),
             **extra,
         }
+        for index, (url, content_type) in enumerate(media):
+            params[f"MediaUrl{index}"] = url
+            params[f"MediaContentType{index}"] = content_type
         return signed_post(self.client, "/webhooks/twilio/sms", params)
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
@@ -26,13 +27,16 @@ from outreach.sms.inbound import classify as classifier
 from outreach.sms.inbound import store
 from outreach.sms.inbound.decide import IGNORED, ROUTINE_INTENTS, Decision, decide
 from outreach.sms.inbound.directory import NumberHuddles, directory_for
-from outreach.sms.inbound.message import MAX_STORED_BODY, InboundResult, InboundSms, storable
+from outreach.sms.inbound.message import MAX_STORED_BODY, InboundResult, InboundSms, Media, storable
 
-__all__ = ["MAX_STORED_BODY", "InboundResult", "InboundSms", "handle_inbound", "storable"]
+__all__ = ["MAX_STORED_BODY", "InboundResult", "InboundSms", "Media", "handle_inbound", "storable"]
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 3  # a text that met a concurrent one's new member or subscription: tries in all
+# A picture with no words says nothing a keyword could: it is a reply, whatever the classifier
+# would make of an empty body (Twilio's OptOutType still counts: it can only add an opt-out).
+MEDIA_ONLY = classifier.Classification(classifier.Intent.OTHER)
 
 
 def handle_inbound(engine: Engine, sms: InboundSms, *, default_region: str = "US") -> InboundResult:
@@ -52,19 +56,23 @@ def handle_inbound(engine: Engine, sms: InboundSms, *, default_region: str = "US
     huddles = directory_for(engine)
     for attempt in range(1, ATTEMPTS + 1):
         known = huddles.get(number)
-        early = classifier.classify(sms.body, known.keywords) if known is not None else None
+        early = _classify(sms, known.keywords) if known is not None else None
         try:
             with engine.begin() as db:
                 current, read_again = huddles.current(db, number)
                 result = early
                 if read_again or result is None:
-                    result = classifier.classify(sms.body, current.keywords)
+                    result = _classify(sms, current.keywords)
                 return _apply(db, sms, sender, to_e164, current, result)
         except IntegrityError:
             if attempt == ATTEMPTS:
                 raise
             log.info("inbound %s met a concurrent text's new row: deciding again", sms.message_sid)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _classify(sms: InboundSms, keywords: Iterable[str]) -> classifier.Classification:
+    return MEDIA_ONLY if sms.media_only else classifier.classify(sms.body, keywords)
 
 
 def _apply(

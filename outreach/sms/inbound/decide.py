@@ -133,7 +133,8 @@ def decide(
         if opted_in is not None:
             return opted_in
     writes = Writes()
-    answered = _profile_answer(snapshot, intent, sms, writes)
+    # A picture with no words answers no profile question: a reply, the question still open.
+    answered = None if sms.media_only else _profile_answer(snapshot, intent, sms, writes)
     if answered is not None:
         return answered
     decision = _reply(snapshot, intent, received_at, hinted_since, writes)

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 MAX_STORED_BODY = 5000  # Twilio caps at 1,600; anything longer is stored truncated, not refused
+MAX_MEDIA = 10  # Twilio's most attachments on one MMS
+MAX_MEDIA_URL = 1024
+MAX_MEDIA_TYPE = 128
+
+
+@dataclass(frozen=True)
+class Media:
+    """An MMS attachment: where Twilio keeps it, and its MIME type ("" when none was given)."""
+
+    url: str
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -15,6 +26,12 @@ class InboundSms:
     body: str
     messaging_service_sid: str | None = None
     opt_out_type: str | None = None  # Twilio Advanced Opt-Out: STOP / START / HELP
+    media: tuple[Media, ...] = ()  # MMS attachments, in Twilio's order
+
+    @property
+    def media_only(self) -> bool:
+        """A picture (or other attachment) with no words: an ordinary reply, never a keyword."""
+        return bool(self.media) and not self.body.strip()
 
     def storable(self) -> InboundSms:
         """The text with every field cut to what its column takes, in text any database stores."""
@@ -24,6 +41,10 @@ class InboundSms:
             from_raw=storable(self.from_raw, 64),
             to=storable(self.to, 64),
             body=storable(self.body, MAX_STORED_BODY),
+            media=tuple(
+                Media(storable(m.url, MAX_MEDIA_URL), storable(m.content_type, MAX_MEDIA_TYPE))
+                for m in self.media[:MAX_MEDIA]
+            ),
         )
 
 

@@ -77,6 +77,7 @@ _ROW_VALUES = (
     "from_e164",
     "to_number",
     "body",
+    "media",
     "intent",
     "reply_text",
     "member_id",
@@ -224,6 +225,7 @@ def claim(
             "from_e164": from_e164,
             "to_number": to_e164[:64],
             "body": sms.body,
+            "media": _media(sms),
             "intent": result.intent,
             "reply_text": result.reply,
             "member_id": member_id,
@@ -234,6 +236,13 @@ def claim(
         },
     ).first()
     return None if row is None else int(row[0])
+
+
+def _media(sms: InboundSms) -> list[dict[str, str]] | None:
+    """The attachments as the column keeps them; None (NULL) for a text without any."""
+    if not sms.media:
+        return None
+    return [{"url": m.url, "content_type": m.content_type} for m in sms.media]
 
 
 def answered(db: Connection, message_sid: str) -> InboundResult:
