@@ -12,7 +12,10 @@ from outreach.app.clock import utcnow
 from outreach.models.base import Base, UTCDateTime
 
 UNKNOWN_SENDER = "unknown"  # intent: a number we have never seen, texting no keyword
-HINTED = f"intent = '{UNKNOWN_SENDER}' AND reply_text IS NOT NULL"  # answered with the join hint
+MAYBE_OPT_OUT = "maybe_opt_out"  # intent: looks like a STOP, is not certain (flagged)
+# Answered with a hint, each kind at most once a day per number, told apart by the intent of the
+# text it answered: how to join (a stranger's text), how to stop (a member's maybe-STOP).
+HINTED = f"intent IN ('{UNKNOWN_SENDER}', '{MAYBE_OPT_OUT}') AND reply_text IS NOT NULL"
 
 
 class InboundMessage(Base):
@@ -21,8 +24,9 @@ class InboundMessage(Base):
     __tablename__ = "inbound_messages"
     __table_args__ = (
         Index("ix_inbound_messages_huddle_received", "huddle_id", "received_at"),
-        # The texts answered with the how-to-join hint, by number: what the once-a-day check
-        # reads. Only those: an index on every text's number costs each text a page written.
+        # The texts answered with a hint (how to join, how to stop), by number: what the
+        # once-a-day checks read. Only those: an index on every text's number costs each text
+        # a page written.
         Index(
             "ix_inbound_messages_hints",
             "from_e164",

@@ -119,7 +119,8 @@ def test_stop_writes_a_ledger_row_per_subscription_it_moves_and_one_suppression(
 
     reply = text_at(phone, stop_at, "Stop please", "SMSTOP")
 
-    assert reply.startswith("Revere: You're unsubscribed")  # the latest change on this sender
+    # named for a huddle it stopped: the latest changed (Eastie, joined after Logan), not Revere
+    assert reply.startswith("Eastie: You're unsubscribed")
     provenance = {
         "member": member,
         "channel": "sms",
@@ -156,7 +157,7 @@ def test_stop_writes_a_ledger_row_per_subscription_it_moves_and_one_suppression(
         row = session.scalars(
             select(InboundMessage).where(InboundMessage.message_sid == "SMSTOP")
         ).one()
-        assert (row.intent, row.member_id, row.huddle_id) == ("opt_out", member, huddle["revere"])
+        assert (row.intent, row.member_id, row.huddle_id) == ("opt_out", member, huddle["eastie"])
         assert row.reply_text == reply
 
 

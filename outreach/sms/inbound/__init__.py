@@ -103,8 +103,8 @@ def _apply(
         return ignored.result
     phone = from_e164
 
-    def hinted_since(since: datetime) -> bool:
-        return store.hinted_since(db, phone, since)
+    def hinted_since(intent: str, since: datetime) -> bool:
+        return store.hinted_since(db, phone, intent, since)
 
     decision = decide(
         snapshot, result, sms, to_e164, received_at=received_at, hinted_since=hinted_since

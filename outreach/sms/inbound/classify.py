@@ -6,23 +6,32 @@ request (FCC 47 CFR 64.1200(a)(10)-(12); see PROVIDERS-AND-RULES.md, "Keywords")
 opt-out check runs first, nothing can outrank it, and anything that merely *looks* like an
 opt-out is flagged for a human (MAYBE_OPT_OUT) instead of being filed as chatter.
 
-How a body is read, in plain words:
+How a body is read, in plain words (the words themselves are in vocabulary/*.toml, per
+language, each list with its source):
 
 1. ``normalize`` folds it: compatibility forms (NFKC), lower case (casefold), no accents
    ("Sí" == "si"), no invisible characters, whitespace collapsed, punctuation/emoji trimmed from
    both ends. Only the first MAX_CLASSIFIED_CHARS characters are looked at.
 2. The text is cut into words (apostrophes dropped: "don't" -> "dont"; "opt-out" -> "opt out").
-3. A *command* is a short run of words made only of phrases from one family in phrases.py plus
-   FILLER_WORDS ("please", "now", "thanks" ...), with at least one phrase. Phrases may repeat
-   ("STOP STOP"). An opt-out may also start with one of OPT_OUT_LEAD_INS ("I want to", "can you").
-4. The opt-out phrases are written as patterns: ``{name}`` means "any entry of OPT_OUT_SLOTS[name]",
-   ``{name?}`` means the same but may be left out. "{stop} {texting} {me?}" therefore covers
-   "stop texting me", "quit messaging us", "stop texting" and so on.
-5. A certain opt-out is the whole body, or one sentence/clause of it (split on . , ! ; : and line
-   breaks) that is not a question: "Who is this? Stop texting me." is an opt-out.
-6. Not certain, but containing one of OPT_OUT_WORDS / MAYBE_OPT_OUT_PHRASES as whole words, or a
-   single word one typo away from TYPO_CHECKED_OPT_OUT_WORDS ("unsubcribe"): MAYBE_OPT_OUT.
-7. Huddle keywords match the whole body, optionally after JOIN_PREFIXES; keywords of
+3. A *command* is a short run of words made only of phrases from one family plus fillers
+   ("please", "now", "thanks" ...), with at least one phrase. Phrases may repeat ("STOP STOP").
+   An opt-out may also start with a lead-in ("I would like to", "can you") and have companions
+   anywhere ("wrong number", "not interested", "from this group"), which alone are nothing.
+4. Opt-out phrases are patterns: ``{name}`` means "any word of the slot ``name``", ``{name?}``
+   the same or nothing. "{stop} {texting} {me?}" covers "stop texting me", "quit messaging us"...
+   Before matching, words the grammar does not know are dropped before a noun ("the Logan
+   carpool list", "political texts"), and "calling and texting" reads as "calling".
+5. A certain opt-out is the whole body, or a clause of it (split on . , ! ; : ? and line
+   breaks), or a piece of a clause between conjunctions ("I can't volunteer anymore and would
+   like to stop receiving these"). A question counts only as a request ("Could you take me off
+   your list?"); a few phrases ("delete it") only next to a statement about the number.
+6. One word glued or stretched out of opt-out words is read as them: "STOPPP", "stop2",
+   "S T O P", "stopit", "STOPSTOP", "stpo" (two letters swapped).
+7. STOP with a huddle keyword ("STOP LOGAN", "logan stop", "STOPLOGAN") opts out of that huddle
+   only: the result carries the keyword.
+8. Not certain, but containing an opt-out word or phrase outside its ordinary uses ("bus stop",
+   "don't stop" are cut out first), or a single word one typo from one: MAYBE_OPT_OUT.
+9. Huddle keywords match the whole body, optionally after a join prefix; keywords of
    FUZZY_KEYWORD_MIN_LENGTH+ letters forgive one typo. Reserved words are never keywords.
 
 Pure: no I/O, no dependencies beyond the standard library, never raises on any ``str``.
@@ -40,6 +49,8 @@ from typing import Final
 from outreach.sms.inbound.normalize import CLAUSES_TABLE, fold, normalize, split_words, trim
 from outreach.sms.inbound.phrases import (
     CONFIRM_PHRASES,
+    CONJUNCTIONS,
+    COORDINABLE,
     DECLINE_PHRASES,
     FILLER_WORDS,
     FUZZY_KEYWORD_MIN_LENGTH,
@@ -47,12 +58,19 @@ from outreach.sms.inbound.phrases import (
     JOIN_PREFIXES,
     MAX_COMMAND_WORDS,
     MAYBE_OPT_OUT_PHRASES,
+    NOT_OPT_OUT_PHRASES,
+    OPEN_NOUNS,
     OPT_IN_PHRASES,
     OPT_OUT_ALL_PATTERNS,
+    OPT_OUT_COMPANIONS,
+    OPT_OUT_CONTEXT,
+    OPT_OUT_IN_CONTEXT,
     OPT_OUT_LEAD_INS,
     OPT_OUT_PATTERNS,
     OPT_OUT_SLOTS,
     OPT_OUT_WORDS,
+    QUESTION_LEAD_INS,
+    SCOPE_VERBS,
     SKIP_PHRASES,
     TYPO_CHECKED_OPT_OUT_WORDS,
 )
@@ -122,21 +140,51 @@ def _firstwords(pattern: _Pattern) -> set[str]:
     raise ValueError(f"a phrase pattern must not be entirely optional: {pattern}")
 
 
+#: A pattern that spells out to at most this many phrases is matched as a word trie.
+_MAX_SPELLED_OUT: Final = 64
+_END: Final = ""  # the trie key that marks "a phrase ends here" (no word is empty)
+
+_Trie = dict[str, "_Trie"]
+
+
+def _spelled_out(pattern: _Pattern) -> list[_Phrase] | None:
+    """Every phrase a pattern stands for, or None if there are more than _MAX_SPELLED_OUT."""
+    count = 1
+    for element in pattern:
+        count *= len(element.choices)
+        if count > _MAX_SPELLED_OUT:
+            return None
+    phrases: list[_Phrase] = [()]
+    for element in pattern:
+        phrases = [phrase + choice for phrase in phrases for choice in element.choices]
+    return [phrase for phrase in phrases if phrase]
+
+
 class _Grammar:
     """A family of phrase patterns, matched word by word without spelling out every sentence.
 
-    (Spelled out, OPT_OUT_PATTERNS is well over 100,000 sentences; matched in place it costs a
-    few set look-ups per word.)
+    Small patterns are spelled out into a trie of words (one dictionary step per word); the big
+    ones (spelled out, OPT_OUT_PATTERNS is well over 100,000 sentences) are matched in place,
+    element by element, for a few set look-ups per word.
     """
 
     def __init__(self, patterns: Iterable[str]) -> None:
         compiled = [_compile(pattern, OPT_OUT_SLOTS) for pattern in patterns]
         index: dict[str, list[_Pattern]] = {}
+        self._trie: _Trie = {}
         for pattern in compiled:
+            phrases = _spelled_out(pattern)
+            if phrases is not None:
+                for phrase in phrases:
+                    node = self._trie
+                    for word in phrase:
+                        node = node.setdefault(word, {})
+                    node[_END] = {}
+                continue
             for word in _firstwords(pattern):
                 index.setdefault(word, []).append(pattern)
         self._index = {word: tuple(patterns) for word, patterns in index.items()}
-        self.first_words = frozenset(self._index)
+        self.first_words = frozenset(self._index) | frozenset(self._trie)
         self.vocabulary = frozenset(
             word
             for pattern in compiled
@@ -148,6 +196,14 @@ class _Grammar:
     def ends(self, words: _Phrase, start: int) -> set[int]:
         """Every position where a phrase of this family starting at ``start`` can end."""
         found: set[int] = set()
+        node = self._trie
+        for position in range(start, len(words)):
+            child = node.get(words[position])
+            if child is None:
+                break
+            node = child
+            if _END in node:
+                found.add(position + 1)
         for pattern in self._index.get(words[start], ()):
             positions = {start}
             for element in pattern:
@@ -173,9 +229,18 @@ class _Grammar:
 
 _FILLERS: Final = _Grammar(FILLER_WORDS)
 _LEAD_INS: Final = _Grammar(OPT_OUT_LEAD_INS)
+_COMPANIONS: Final = _Grammar(OPT_OUT_COMPANIONS)
+_QUESTION_LEAD_INS: Final = _Grammar(QUESTION_LEAD_INS)
+_NOT_OPT_OUT: Final = _Grammar(NOT_OPT_OUT_PHRASES)
+_IN_CONTEXT: Final = _Grammar(OPT_OUT_IN_CONTEXT)
+_CONTEXT: Final = _Grammar(OPT_OUT_CONTEXT)
 _OPT_OUT: Final = _Grammar(OPT_OUT_PATTERNS)
 _OPT_OUT_ALL: Final = _Grammar(OPT_OUT_ALL_PATTERNS)
 _MAYBE: Final = _Grammar(OPT_OUT_WORDS + MAYBE_OPT_OUT_PHRASES)
+_SCOPE_VERBS: Final = _Grammar(SCOPE_VERBS)
+_GLUED_SCOPE_VERBS: Final = sorted(
+    {"".join(split_words(normalize(verb))) for verb in SCOPE_VERBS}, key=len, reverse=True
+)
 _HELP: Final = _Grammar(HELP_PHRASES)
 _CONFIRM: Final = _Grammar(CONFIRM_PHRASES)
 _OPT_IN: Final = _Grammar(OPT_IN_PHRASES)
@@ -208,12 +273,19 @@ class _Family:
     """The grammars one kind of command is read with, each with the rank its phrases give."""
 
     grammars: tuple[tuple[_Grammar, int], ...]
-    leads: bool = False  # may start with OPT_OUT_LEAD_INS
+    leads: bool = False  # may start with OPT_OUT_LEAD_INS, and have OPT_OUT_COMPANIONS anywhere
+
+    @functools.cached_property
+    def fillers(self) -> tuple[_Grammar, ...]:
+        """What may stand anywhere without being a phrase of the family."""
+        return (_FILLERS, _COMPANIONS) if self.leads else (_FILLERS,)
 
     @functools.cached_property
     def vocabulary(self) -> frozenset[str]:
         """Every word a command of this family can contain."""
-        words = _FILLERS.vocabulary | (_LEAD_INS.vocabulary if self.leads else frozenset())
+        words = frozenset().union(*(filler.vocabulary for filler in self.fillers))
+        if self.leads:
+            words |= _LEAD_INS.vocabulary
         return words.union(*(grammar.vocabulary for grammar, _ in self.grammars))
 
     @functools.cached_property
@@ -245,8 +317,9 @@ def _parse(words: _Phrase, family: _Family) -> int:
         here = best[start]
         if here == _NO_PARSE:
             continue
-        for end in _FILLERS.ends(words, start):
-            best[end] = max(best[end], here)
+        for filler in family.fillers:
+            for end in filler.ends(words, start):
+                best[end] = max(best[end], here)
         if family.leads and here == _ONLY_FILLERS:  # a lead-in comes before the first phrase
             for end in _LEAD_INS.ends(words, start):
                 best[end] = max(best[end], here)
@@ -257,6 +330,7 @@ def _parse(words: _Phrase, family: _Family) -> int:
 
 
 _OPT_OUT_FAMILY: Final = _Family(((_OPT_OUT, _PHRASE), (_OPT_OUT_ALL, _ALL_SENDERS)), leads=True)
+_IN_CONTEXT_FAMILY: Final = _Family(((_OPT_OUT, _PHRASE), (_IN_CONTEXT, _PHRASE)), leads=True)
 _HELP_FAMILY: Final = _Family(((_HELP, _PHRASE),))
 _COMMANDS: Final = (
     (_HELP_FAMILY, Intent.HELP),
@@ -266,8 +340,73 @@ _COMMANDS: Final = (
 )
 
 
+#: Words before which up to _MAX_QUALIFIERS words the grammar does not know are dropped:
+#: "take me off the Logan carpool list" reads as "take me off the list", "stop sending me
+#: political texts" as "stop sending me texts".
+_OPEN_NOUNS: Final = frozenset(split_words(normalize(" ".join(OPEN_NOUNS))))
+_MAX_QUALIFIERS: Final = 3
+#: ... but never these, which the grammar reads: "take me off {the} list", "{from} {me}".
+_QUALIFIER_STOPS: Final = frozenset(
+    word
+    for name, texts in OPT_OUT_SLOTS.items()
+    if name.split(".")[1] in ("the", "from", "me", "texting", "text", "don't", "want", "receive")
+    for text in texts
+    for word in split_words(normalize(text))
+)
+#: "calling and texting", "texts or emails": two of these joined read as the first.
+_COORDINABLE: Final = frozenset(split_words(normalize(" ".join(COORDINABLE))))
+_AND_OR: Final = frozenset({"and", "or", "nor", "y", "o", "et", "ou", "n"})
+#: A clause is also read in pieces cut at these ("I can't volunteer anymore and would like to
+#: stop receiving these texts").
+_CONJUNCTIONS: Final = frozenset(split_words(normalize(" ".join(CONJUNCTIONS))))
+
+
+def _simplified(words: _Phrase) -> _Phrase:
+    """Drop the qualifiers before open nouns and the second of two coordinated words."""
+    if _OPEN_NOUNS.isdisjoint(words) and _COORDINABLE.isdisjoint(words):
+        return words
+    known = _QUALIFIER_STOPS
+    kept: list[str] = []
+    for word in words:
+        if word in _OPEN_NOUNS:
+            dropped = 0
+            while kept and dropped < _MAX_QUALIFIERS and kept[-1] not in known:
+                kept.pop()
+                dropped += 1
+        if (
+            word in _COORDINABLE
+            and len(kept) >= 2
+            and kept[-1] in _AND_OR
+            and kept[-2] in _COORDINABLE
+        ):
+            kept.pop()
+            continue
+        kept.append(word)
+    return tuple(kept)
+
+
+def _pieces(clause: _Phrase) -> list[_Phrase]:
+    """The stretches of a clause between conjunctions ("thanks but remove me": "remove me")."""
+    pieces: list[_Phrase] = []
+    current: list[str] = []
+    for word in clause:
+        if word in _CONJUNCTIONS:
+            if current:
+                pieces.append(tuple(current))
+            current = []
+        else:
+            current.append(word)
+    if current:
+        pieces.append(tuple(current))
+    return pieces if len(pieces) > 1 else []
+
+
 def _opt_out_rank(words: _Phrase) -> int:
-    return _parse(words, _OPT_OUT_FAMILY)
+    simplified = _simplified(words)
+    rank = _parse(words, _OPT_OUT_FAMILY)
+    if simplified != words and rank == _NO_PARSE:
+        rank = _parse(simplified, _OPT_OUT_FAMILY)
+    return rank
 
 
 #: At most this many distinct clauses of one body are parsed. Only a wall of text built to be
@@ -275,40 +414,174 @@ def _opt_out_rank(words: _Phrase) -> int:
 MAX_CLAUSES_PARSED: Final = 16
 
 
-def _clauses(folded: str) -> list[_Phrase]:
-    """The words of each clause that is not a question ("Stop? No way" yields only "no way")."""
-    clauses: list[_Phrase] = []
+def _clauses(folded: str) -> list[tuple[_Phrase, bool]]:
+    """The words of each clause, and whether it is a question ("Stop? No way")."""
+    clauses: list[tuple[_Phrase, bool]] = []
     current: list[str] = []
     for word in folded.translate(CLAUSES_TABLE).split():
         if word not in (".", "?"):
             current.append(word)
             continue
-        if current and word == ".":
-            clauses.append(tuple(current))
+        if current:
+            clauses.append((tuple(current), word == "?"))
         current = []
     if current:
-        clauses.append(tuple(current))
+        clauses.append((tuple(current), False))
     return clauses
 
 
+def _skip_fillers(words: _Phrase) -> int:
+    """Where the words start once leading fillers ("hi", "ok so") are passed."""
+    start = 0
+    while start < len(words):
+        ends = _FILLERS.ends(words, start)
+        if not ends:
+            break
+        start = max(ends)
+    return start
+
+
+def _request_rank(question: _Phrase) -> int:
+    """A question is an opt-out only as a request: "Could you please take me off your list?"."""
+    start = _skip_fillers(question)
+    if start >= len(question) or question[start] not in _QUESTION_LEAD_INS.first_words:
+        return _NO_PARSE
+    return max(
+        (
+            _opt_out_rank(question[end:])
+            for end in _QUESTION_LEAD_INS.ends(question, start)
+            if end < len(question)
+        ),
+        default=_NO_PARSE,
+    )
+
+
+def _clause_rank(clause: _Phrase, question: bool) -> int:
+    """A clause as a command, or as a request ("could you remove me"), or one of its pieces."""
+    rank = _request_rank(clause)
+    if not question:
+        rank = max(rank, _opt_out_rank(clause))
+    for piece in _pieces(clause) if rank == _NO_PARSE else ():
+        rank = max(rank, _request_rank(piece), _NO_PARSE if question else _opt_out_rank(piece))
+    return rank
+
+
 def _certain_opt_out(folded: str, words: _Phrase) -> Intent | None:
-    """OPT_OUT/OPT_OUT_ALL if the whole body, or one clause of it that is not a question, is one."""
-    if _OPT_OUT_FAMILY.anchors.isdisjoint(words):
-        return None
-    best = _opt_out_rank(words)
-    parsed: set[_Phrase] = {words}
-    for clause in _clauses(folded) if best < _ALL_SENDERS else ():
-        if clause in parsed or not _OPT_OUT_FAMILY.could_match(clause):
+    """OPT_OUT/OPT_OUT_ALL if the whole body, or one clause of it, is one.
+
+    A clause that is a question counts only when it asks for the opt-out ("can you ...?").
+    Some phrases ("delete it") count only next to a statement that names the number ("who gave
+    you my number?").
+    """
+    best = _glued_rank(words)
+    if best == _NO_PARSE and not _OPT_OUT_FAMILY.anchors.isdisjoint(words):
+        best = max(_opt_out_rank(words), _request_rank(words))
+    clauses = _clauses(folded) if best < _ALL_SENDERS else []
+    parsed: set[tuple[_Phrase, bool]] = {(words, False)}
+    for clause, question in clauses:
+        if (clause, question) in parsed or _OPT_OUT_FAMILY.anchors.isdisjoint(clause):
             continue
-        parsed.add(clause)
-        best = max(best, _opt_out_rank(clause))
+        parsed.add((clause, question))
+        best = max(best, _clause_rank(clause, question))
         if best == _ALL_SENDERS or len(parsed) > MAX_CLAUSES_PARSED:
             break
+    if best == _NO_PARSE and _CONTEXT.occurs_in(words):
+        best = max(
+            (
+                _parse(_simplified(clause), _IN_CONTEXT_FAMILY)
+                for clause, question in clauses[:MAX_CLAUSES_PARSED]
+                if not question
+            ),
+            default=_NO_PARSE,
+        )
     if best == _ALL_SENDERS:
         return Intent.OPT_OUT_ALL
     if best == _PHRASE:
         return Intent.OPT_OUT
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Glued and stretched keywords: "STOPPP", "stop2", "S T O P", "stopit", "STOPSTOP"
+# --------------------------------------------------------------------------------------------
+
+_MAX_GLUED_CHARS: Final = 40
+_DIGITS: Final = "0123456789"
+_RUNS: Final = re.compile(r"(.)\1{2,}")  # three or more of a letter: "stoppp"
+_KEYWORD_WORDS: Final = {
+    "".join(words): words
+    for pattern in OPT_OUT_PATTERNS + OPT_OUT_ALL_PATTERNS
+    if "{" not in pattern and (words := split_words(normalize(pattern)))
+}
+
+
+def _destretched(word: str) -> str:
+    """ "stoppp" -> "stop", "stopp" -> "stop" (a doubled last letter), digits off the ends."""
+    word = _RUNS.sub(r"\1", word.strip(_DIGITS))
+    if len(word) > 2 and word[-1] == word[-2]:
+        word = word[:-1]
+    return word
+
+
+def _repeats(word: str) -> bool:
+    """ "stopstop", "stopstopstop": a keyword written several times without spaces."""
+    for size in range(2, len(word) // 2 + 1):
+        if (
+            len(word) % size == 0
+            and word[:size] in _KEYWORD_WORDS
+            and word == word[:size] * (len(word) // size)
+        ):
+            return True
+    return False
+
+
+def _splits(word: str) -> list[_Phrase]:
+    """Every way to cut ``word`` into two or three words the opt-out grammar knows."""
+    known = _OPT_OUT_FAMILY.vocabulary
+    found: list[_Phrase] = []
+    for first in range(1, len(word)):
+        head, tail = word[:first], word[first:]
+        if head not in known:
+            continue
+        if tail in known:
+            found.append((head, tail))
+        for second in range(1, len(tail)):
+            if tail[:second] in known and tail[second:] in known:
+                found.append((head, tail[:second], tail[second:]))
+    return found
+
+
+def _transposed(word: str, keyword: str) -> bool:
+    """ "stpo" for "stop", "cancle" for "cancel": two neighbouring letters swapped, nothing else."""
+    if len(word) != len(keyword) or word == keyword:
+        return False
+    differ = [index for index, (a, b) in enumerate(zip(word, keyword, strict=True)) if a != b]
+    return (
+        len(differ) == 2
+        and differ[1] == differ[0] + 1
+        and word[differ[0]] == keyword[differ[1]]
+        and word[differ[1]] == keyword[differ[0]]
+    )
+
+
+def _glued_rank(words: _Phrase) -> int:
+    """The rank of a body that is one word glued or stretched out of opt-out words.
+
+    Spaced letters ("S T O P", "s.t.o.p") are read as one word first.
+    """
+    if len(words) >= 3 and all(len(word) == 1 for word in words):
+        words = ("".join(words),)
+    if len(words) != 1 or len(words[0]) > _MAX_GLUED_CHARS:
+        return _NO_PARSE
+    word = words[0]
+    if word in _KEYWORD_WORDS:
+        return _opt_out_rank(_KEYWORD_WORDS[word])
+    plain = _destretched(word)
+    if plain in _KEYWORD_WORDS:
+        return _opt_out_rank(_KEYWORD_WORDS[plain])
+    if _repeats(word) or _repeats(plain) or any(_transposed(plain, typo) for typo in _TYPO_CHECKED):
+        return _PHRASE
+    return max((_opt_out_rank(split) for split in _splits(word)), default=_NO_PARSE)
 
 
 def _within_one_edit(first: str, second: str) -> bool:
@@ -337,9 +610,28 @@ def _looks_like_opt_out_typo(compact: str) -> bool:
     return any(_within_one_edit(compact, word) for word in _TYPO_CHECKED)
 
 
+def _without_other_uses(words: _Phrase) -> list[_Phrase]:
+    """The stretches of ``words`` left once ordinary uses ("bus stop", "don't stop") are cut out."""
+    stretches: list[_Phrase] = []
+    current: list[str] = []
+    position = 0
+    while position < len(words):
+        word = words[position]
+        ends = _NOT_OPT_OUT.ends(words, position) if word in _NOT_OPT_OUT.first_words else ()
+        if ends:
+            stretches.append(tuple(current))
+            current = []
+            position = max(ends)
+            continue
+        current.append(word)
+        position += 1
+    stretches.append(tuple(current))
+    return [stretch for stretch in stretches if stretch]
+
+
 def _maybe_opt_out(words: _Phrase) -> bool:
-    """True if an opt-out word or phrase appears anywhere, or the body is a typo of one."""
-    if _MAYBE.occurs_in(words):
+    """True if an opt-out word or phrase appears outside an ordinary use, or the body is a typo."""
+    if any(_MAYBE.occurs_in(stretch) for stretch in _without_other_uses(words)):
         return True
     return len(words) == 1 and _looks_like_opt_out_typo(words[0])
 
@@ -366,6 +658,7 @@ def _keyword_key(keyword: str) -> str | None:
         not compact
         or compact in _RESERVED_COMPACT
         or _opt_out_rank(words) != _NO_PARSE
+        or _glued_rank(words) != _NO_PARSE
         or _command(words) is not None
     ):
         return None
@@ -424,6 +717,33 @@ def _match_keywordwords(words: _Phrase, keywords: Iterable[str]) -> str | None:
     return next(iter(found.values()))
 
 
+def _scoped_keyword(words: _Phrase, keywords: Iterable[str]) -> str | None:
+    """The huddle keyword a STOP names: "STOP LOGAN", "logan stop", "unsubscribe me from logan",
+    "STOPLOGAN". None: no keyword of this number (then "STOP <word>" is for a human to read)."""
+    core = _strip_fillers(words)
+    if not core or len(core) > MAX_COMMAND_WORDS:
+        return None
+    keywords = tuple(keywords)
+    if not keywords:
+        return None
+    for end in _SCOPE_VERBS.ends(core, 0) if core[0] in _SCOPE_VERBS.first_words else ():
+        keyword = _match_keywordwords(core[end:], keywords)
+        if keyword is not None:
+            return keyword
+    for start in range(1, len(core)):
+        if core[start] in _SCOPE_VERBS.first_words and len(core) in _SCOPE_VERBS.ends(core, start):
+            keyword = _match_keywordwords(core[:start], keywords)
+            if keyword is not None:
+                return keyword
+    if len(core) == 1:
+        for verb in _GLUED_SCOPE_VERBS:
+            if core[0].startswith(verb) and len(core[0]) > len(verb):
+                keyword = _match_keywordwords((core[0][len(verb) :],), keywords)
+                if keyword is not None:
+                    return keyword
+    return None
+
+
 def match_keyword(text: str, keywords: Iterable[str]) -> str | None:
     """The keyword (as given) that ``text`` asks to join: "join logan", "#Logan", "LOGNA".
 
@@ -441,9 +761,11 @@ def match_keyword(text: str, keywords: Iterable[str]) -> str | None:
 def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
     """Decide what an inbound SMS wants.
 
-    Priority: certain opt-out (incl. STOPALL) > help > huddle keyword > confirm / opt-in / skip >
-    maybe-opt-out > other. A keyword never outranks a reserved word (see ``match_keyword``).
+    Priority: certain opt-out (incl. STOPALL) > STOP <huddle keyword> (``keyword`` set: that
+    huddle only) > help > huddle keyword > confirm / opt-in / skip > maybe-opt-out > other. A
+    keyword never outranks a reserved word (see ``match_keyword``).
     """
+    keywords = tuple(keywords)
     folded = fold(body)
     normalized = trim(" ".join(folded.split()))
     words = split_words(normalized)
@@ -451,6 +773,9 @@ def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
     opt_out = _certain_opt_out(folded, words)
     if opt_out is not None:
         return Classification(opt_out, normalized=normalized)
+    scoped = _scoped_keyword(words, keywords)
+    if scoped is not None:
+        return Classification(Intent.OPT_OUT, keyword=scoped, normalized=normalized)
     if _parse(words, _HELP_FAMILY) != _NO_PARSE:
         return Classification(Intent.HELP, normalized=normalized)
     keyword = _match_keywordwords(words, keywords)

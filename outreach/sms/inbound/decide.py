@@ -2,8 +2,8 @@
 
 Opt-out first (nothing outranks it), then HELP, join keywords, confirmations and START, the
 profile conversation, and last the inbox. An opt-out is never swallowed by a conversation or a
-keyword. Pure: the decision reads only the :class:`Snapshot` (and, for a stranger's once-a-day
-hint, asks ``hinted_since``); :mod:`~outreach.sms.inbound.store` writes what it says.
+keyword. Pure: the decision reads only the :class:`Snapshot` (and, for the once-a-day hints,
+asks ``hinted_since``); :mod:`~outreach.sms.inbound.store` writes what it says.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from outreach.models import Huddle
 from outreach.models import consent as c
 from outreach.models import huddles as h
 from outreach.models import members as m
-from outreach.models.messaging import UNKNOWN_SENDER
+from outreach.models.messaging import MAYBE_OPT_OUT, UNKNOWN_SENDER
 from outreach.sms.inbound.classify import Classification, Intent
 from outreach.sms.inbound.directory import NumberHuddles
 from outreach.sms.inbound.message import InboundResult, InboundSms
 
-HINT_INTERVAL = timedelta(days=1)
+HINT_INTERVAL = timedelta(days=1)  # each hint (how to join, how to stop): once a day a number
+# hinted_since(intent, since): whether the number got the hint answering texts of that intent
+HintedSince = Callable[[str, datetime], bool]
 
 # Intent values stored on inbound_messages beyond the classifier's
 # (and UNKNOWN_SENDER, from outreach.models.messaging: its hint index names it)
@@ -83,6 +85,7 @@ class Writes:
     zip: str | None = None
     moves: list[Move] = field(default_factory=list)
     revocation_only: bool = False  # STOP with nothing to move: the revocation itself is recorded
+    revoked_huddle_id: int | None = None  # the huddle that revocation names (a scoped STOP)
     suppress: list[str] = field(default_factory=list)  # STOP's scopes, added or re-armed
     lift: list[str] = field(default_factory=list)  # YES, START, single opt-in: the member's STOP
 
@@ -95,11 +98,16 @@ class Decision:
     flagged: bool = False  # needs an organizer's eyes (a maybe-STOP)
 
 
+def _advanced_opt_out(opt_out_type: str | None) -> str:
+    """Twilio's Advanced Opt-Out verdict (``OptOutType``): STOP, START, HELP or ""."""
+    return (opt_out_type or "").strip().upper()
+
+
 def intent_with_opt_out_type(result: Classification, opt_out_type: str | None) -> Intent:
     """Twilio's Advanced Opt-Out verdict can only add an opt-out, never remove one."""
     if result.intent in (Intent.OPT_OUT, Intent.OPT_OUT_ALL):
         return result.intent
-    kind = (opt_out_type or "").strip().upper()
+    kind = _advanced_opt_out(opt_out_type)
     if kind == "STOP":
         return Intent.OPT_OUT
     if kind == "START":
@@ -116,12 +124,12 @@ def decide(
     to_e164: str,
     *,
     received_at: datetime,
-    hinted_since: Callable[[datetime], bool],
+    hinted_since: HintedSince,
 ) -> Decision:
     """What the text means and what it writes, in the compliance order (the module's)."""
     intent = intent_with_opt_out_type(result, sms.opt_out_type)
     if intent in (Intent.OPT_OUT, Intent.OPT_OUT_ALL):
-        return _opt_out(snapshot, sms, to_e164, intent)
+        return _opt_out(snapshot, sms, to_e164, intent, _stop_scope(snapshot, result, sms, intent))
     if intent is Intent.HELP:
         primary = snapshot.primary_huddle_id()
         huddle = snapshot.huddle(primary) if primary is not None else None
@@ -143,14 +151,43 @@ def decide(
     return decision
 
 
-def _opt_out(snapshot: Snapshot, sms: InboundSms, to_e164: str, intent: Intent) -> Decision:
+def _stop_scope(
+    snapshot: Snapshot, result: Classification, sms: InboundSms, intent: Intent
+) -> int | None:
+    """The huddle a STOP names ("STOP LOGAN"), or None: every huddle on the sender.
+
+    Only the classifier's own opt-out with a keyword of a huddle on this number is scoped. When
+    Twilio's Advanced Opt-Out says STOP, Twilio blocks the whole number itself: unscoped.
+    """
+    if intent is not Intent.OPT_OUT or result.intent is not Intent.OPT_OUT:
+        return None
+    if result.keyword is None or _advanced_opt_out(sms.opt_out_type) == "STOP":
+        return None
+    return snapshot.huddles.huddle_by_keyword.get(result.keyword)
+
+
+def _opt_out(
+    snapshot: Snapshot, sms: InboundSms, to_e164: str, intent: Intent, scoped: int | None
+) -> Decision:
     """STOP: every SMS subscription on the sender (STOPALL: on any) opted out, suppressed.
 
-    One confirmation, naming the huddle the member was last active in here, with no marketing;
-    none when Twilio's Advanced Opt-Out has sent its own.
+    A scoped STOP ("STOP LOGAN", ``scoped``: that huddle's id) opts out of that huddle only,
+    and suppresses only the scopes no other huddle on the number sends under: where the number
+    is shared, the subscription's ``opted_out`` is what keeps that huddle's campaigns away (the
+    audience and the send-time check both require ``active``), and the other huddles keep
+    texting the member.
+
+    One confirmation with no marketing, naming the huddle it stopped (the latest changed, when
+    several; a scoped STOP: that huddle; nothing to stop: the member's latest here); none when
+    Twilio's Advanced Opt-Out has sent its own.
     """
     all_senders = intent is Intent.OPT_OUT_ALL
-    targets = snapshot.subscriptions if all_senders else snapshot.on_sender()
+    if all_senders:
+        targets = snapshot.subscriptions
+    elif scoped is not None:
+        targets = [s for s in snapshot.subscriptions if s.huddle_id == scoped]
+    else:
+        targets = snapshot.on_sender()
     writes = Writes()
     for s in targets:
         if s.state != m.OPTED_OUT:
@@ -158,8 +195,17 @@ def _opt_out(snapshot: Snapshot, sms: InboundSms, to_e164: str, intent: Intent) 
         elif s.conversation_step is not None:
             writes.moves.append(Move(s.huddle_id, s, m.OPTED_OUT, None))
     writes.revocation_only = not any(move.action for move in writes.moves)
-    writes.suppress = [c.ALL_SENDERS] if all_senders else snapshot.scopes(to_e164)
-    primary = snapshot.primary_huddle_id()
+    writes.revoked_huddle_id = scoped if writes.revocation_only else None
+    if all_senders:
+        writes.suppress = [c.ALL_SENDERS]
+    elif scoped is not None:
+        others = {o.sender_key for i, o in snapshot.huddles.huddles.items() if i != scoped}
+        writes.suppress = [scope for scope in snapshot.scopes(to_e164) if scope not in others]
+    else:
+        writes.suppress = snapshot.scopes(to_e164)
+    here = snapshot.huddles.huddles
+    moved = [move.huddle_id for move in writes.moves if move.action and move.huddle_id in here]
+    primary = scoped if scoped is not None else next(iter(moved), snapshot.primary_huddle_id())
     if sms.opt_out_type:
         # Twilio's Advanced Opt-Out already sent the confirmation; a second would be one too many.
         return Decision(InboundResult(intent.value, None), writes, primary)
@@ -284,20 +330,25 @@ def _reply(
     snapshot: Snapshot,
     intent: Intent,
     received_at: datetime,
-    hinted_since: Callable[[datetime], bool],
+    hinted_since: HintedSince,
     writes: Writes,
 ) -> Decision:
-    """A member's reply goes to the huddle's inbox, unanswered. A number that is not a member
+    """A member's reply goes to the huddle's inbox, unanswered; a maybe-STOP from someone still
+    texted here gets one reply a day telling them how to stop. A number that is not a member
     here gets one reply a day telling them how to join (not to a text flagged as a maybe-STOP).
     """
+    since = received_at - HINT_INTERVAL
     on_sender = snapshot.on_sender()
     if on_sender:
         writes.member_replied = True
-        return Decision(InboundResult(intent.value, None), writes, on_sender[0].huddle_id)
+        reply = None
+        if intent is Intent.MAYBE_OPT_OUT:
+            reply = _how_to_stop(snapshot, on_sender, since, hinted_since)
+        return Decision(InboundResult(intent.value, reply), writes, on_sender[0].huddle_id)
     primary = snapshot.primary_huddle_id()
     if intent is Intent.MAYBE_OPT_OUT:
         return Decision(InboundResult(intent.value, None), writes, primary)
-    if hinted_since(received_at - HINT_INTERVAL):
+    if hinted_since(UNKNOWN_SENDER, since):
         return Decision(InboundResult(UNKNOWN_SENDER, None), writes, primary)
     if primary is None:
         reply = copy.message("how_to_join", None, keyword=None)
@@ -308,3 +359,22 @@ def _reply(
     keyword = keywords[0] if keywords else None
     reply = copy.message("how_to_join", program, keyword=keyword)
     return Decision(InboundResult(UNKNOWN_SENDER, reply), writes, primary)
+
+
+def _how_to_stop(
+    snapshot: Snapshot,
+    on_sender: list[SubscriptionState],
+    since: datetime,
+    hinted_since: HintedSince,
+) -> str | None:
+    """How to stop the texts from this number, for a member it still texts (active or pending),
+    once a day; None: nobody texts them here any more, or they were told today. It names the
+    huddle's keyword when others text them here too ("STOP LOGAN"): one can be left alone."""
+    texted = [s for s in on_sender if s.state in (m.ACTIVE, m.PENDING)]
+    if not texted or hinted_since(MAYBE_OPT_OUT, since):
+        return None
+    huddle_id = texted[0].huddle_id  # latest change first
+    shared = len(texted) > 1
+    keywords = snapshot.huddles.keywords_by_huddle.get(huddle_id, [])
+    keyword = keywords[0] if shared and keywords else None
+    return copy.message("how_to_stop", snapshot.huddle(huddle_id), keyword=keyword, shared=shared)

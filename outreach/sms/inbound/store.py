@@ -51,7 +51,7 @@ _MEMBER = (
         and_(_SUBSCRIPTIONS.c.member_id == _MEMBERS.c.id, _SUBSCRIPTIONS.c.channel == m.SMS),
     )
     .where(_MEMBERS.c.phone == bindparam("phone"))
-    .order_by(_SUBSCRIPTIONS.c.updated_at.desc())
+    .order_by(_SUBSCRIPTIONS.c.updated_at.desc(), _SUBSCRIPTIONS.c.id.desc())
 )
 _INSERT_MEMBER = (
     _MEMBERS.insert()
@@ -103,12 +103,14 @@ _CLAIM = {
 _ANSWERED = select(_INBOUND.c.intent, _INBOUND.c.reply_text).where(
     _INBOUND.c.message_sid == bindparam("sid")
 )
-# HINTED word for word: the partial index's predicate (ix_inbound_messages_hints).
+# HINTED word for word: the partial index's predicate (ix_inbound_messages_hints); the intent
+# then says which hint (each kind has its own once-a-day budget).
 HINTED_SINCE = (
     select(_INBOUND.c.id)
     .where(
         _INBOUND.c.from_e164 == bindparam("phone"),
         text(HINTED),
+        _INBOUND.c.intent == bindparam("intent"),
         _INBOUND.c.received_at >= bindparam("since", type_=_INBOUND.c.received_at.type),
     )
     .limit(1)
@@ -194,9 +196,11 @@ def _snapshot(huddles: NumberHuddles, rows: list[Any]) -> Snapshot:
     return Snapshot(huddles, member_id, first_name, subscriptions)
 
 
-def hinted_since(db: Connection, phone: str, since: datetime) -> bool:
-    """Whether this number got the how-to-join hint since then (once a day at most)."""
-    return db.execute(HINTED_SINCE, {"phone": phone, "since": since}).first() is not None
+def hinted_since(db: Connection, phone: str, intent: str, since: datetime) -> bool:
+    """Whether this number got the hint that answers ``intent`` since then (once a day at most):
+    how to join (``unknown``), how to stop (``maybe_opt_out``)."""
+    values = {"phone": phone, "intent": intent, "since": since}
+    return db.execute(HINTED_SINCE, values).first() is not None
 
 
 def claim(
@@ -268,7 +272,7 @@ def write(
     """A decided text's writes, after its claim: the member's columns, then consent.
 
     A STOP from a number we have not met has no member: its revocation and suppression are
-    still recorded, about the number.
+    still recorded, about the number (a scoped STOP's revocation names its huddle).
     """
     provenance = consent.Provenance(  # the member's own words, by MessageSid
         source=c.SOURCE_KEYWORD,
@@ -282,7 +286,7 @@ def write(
         consent.record(
             db,
             member_id=member_id,
-            huddle_id=None,
+            huddle_id=writes.revoked_huddle_id,
             channel=m.SMS,
             address=phone,
             action=c.OPT_OUT,
