@@ -27,14 +27,19 @@ language, each list with its source):
    your list?"); a few phrases ("delete it") only next to a statement about the number.
 6. One word glued or stretched out of opt-out words is read as them: "STOPPP", "stop2",
    "S T O P", "stopit", "STOPSTOP", "stpo" (two letters swapped).
-7. STOP with a huddle keyword ("STOP LOGAN", "logan stop", "STOPLOGAN") opts out of that huddle
-   only: the result carries the keyword.
+7. STOP with a huddle keyword ("STOP LOGAN", "logan stop", "STOPLOGAN"), or a request that
+   names one huddle ("take me off the Logan list": the keyword and the words attaching it taken
+   out, a certain opt-out is left) opts out of that huddle only: the result carries the keyword.
+   Words that only add force ("stop fucking texting me") are left out; a bare "Stop!" next to a
+   cheer ("that's amazing news") is surprise, left for step 8.
 8. Not certain, but containing an opt-out word or phrase outside its ordinary uses ("bus stop",
    "don't stop" are cut out first), or a single word one typo from one: MAYBE_OPT_OUT.
 9. Huddle keywords match the whole body, optionally after a join prefix; keywords of
    FUZZY_KEYWORD_MIN_LENGTH+ letters forgive one typo. Reserved words are never keywords.
 
 Pure: no I/O, no dependencies beyond the standard library, never raises on any ``str``.
+Longer than most modules because the reading order above is one piece a reviewer checks end to
+end; the words are in vocabulary/, the pattern engine in grammar.py.
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from outreach.sms.inbound.grammar import Grammar, Phrase
 from outreach.sms.inbound.normalize import CLAUSES_TABLE, fold, normalize, split_words, trim
 from outreach.sms.inbound.phrases import (
+    CHEERS,
     CONFIRM_PHRASES,
     CONJUNCTIONS,
     COORDINABLE,
@@ -55,6 +62,7 @@ from outreach.sms.inbound.phrases import (
     FILLER_WORDS,
     FUZZY_KEYWORD_MIN_LENGTH,
     HELP_PHRASES,
+    INTENSIFIERS,
     JOIN_PREFIXES,
     MAX_COMMAND_WORDS,
     MAYBE_OPT_OUT_PHRASES,
@@ -70,6 +78,7 @@ from outreach.sms.inbound.phrases import (
     OPT_OUT_SLOTS,
     OPT_OUT_WORDS,
     QUESTION_LEAD_INS,
+    SCOPE_GLUE,
     SCOPE_VERBS,
     SKIP_PHRASES,
     TYPO_CHECKED_OPT_OUT_WORDS,
@@ -99,152 +108,47 @@ class Classification:
     normalized: str = ""
 
 
-# --------------------------------------------------------------------------------------------
-# Phrase grammars, compiled once from the data in phrases.py
-# --------------------------------------------------------------------------------------------
-
-_Phrase = tuple[str, ...]
-_SLOT: Final = re.compile(r"\{([^{}?]+)(\??)\}")
+_Phrase = Phrase
 
 
-@dataclass(frozen=True)
-class _Element:
-    """One position of a pattern: its alternatives as word tuples (``()`` if it may be left out)."""
-
-    choices: frozenset[_Phrase]
-    sizes: tuple[int, ...]
+def _grammar(patterns: Iterable[str]) -> Grammar:
+    return Grammar(patterns, OPT_OUT_SLOTS)
 
 
-_Pattern = tuple[_Element, ...]
-
-
-def _compile(pattern: str, slots: Mapping[str, tuple[str, ...]]) -> _Pattern:
-    elements = []
-    for part in pattern.split():
-        slot = _SLOT.fullmatch(part)
-        texts = (part,) if slot is None else slots[slot.group(1)]
-        choices = {split_words(normalize(text)) for text in texts}
-        if slot is not None and slot.group(2):
-            choices.add(())
-        elements.append(_Element(frozenset(choices), tuple(sorted({len(c) for c in choices}))))
-    return tuple(elements)
-
-
-def _firstwords(pattern: _Pattern) -> set[str]:
-    """Words a pattern can begin with, looking past elements that may be left out."""
-    firsts: set[str] = set()
-    for element in pattern:
-        firsts |= {choice[0] for choice in element.choices if choice}
-        if () not in element.choices:
-            return firsts
-    raise ValueError(f"a phrase pattern must not be entirely optional: {pattern}")
-
-
-#: A pattern that spells out to at most this many phrases is matched as a word trie.
-_MAX_SPELLED_OUT: Final = 64
-_END: Final = ""  # the trie key that marks "a phrase ends here" (no word is empty)
-
-_Trie = dict[str, "_Trie"]
-
-
-def _spelled_out(pattern: _Pattern) -> list[_Phrase] | None:
-    """Every phrase a pattern stands for, or None if there are more than _MAX_SPELLED_OUT."""
-    count = 1
-    for element in pattern:
-        count *= len(element.choices)
-        if count > _MAX_SPELLED_OUT:
-            return None
-    phrases: list[_Phrase] = [()]
-    for element in pattern:
-        phrases = [phrase + choice for phrase in phrases for choice in element.choices]
-    return [phrase for phrase in phrases if phrase]
-
-
-class _Grammar:
-    """A family of phrase patterns, matched word by word without spelling out every sentence.
-
-    Small patterns are spelled out into a trie of words (one dictionary step per word); the big
-    ones (spelled out, OPT_OUT_PATTERNS is well over 100,000 sentences) are matched in place,
-    element by element, for a few set look-ups per word.
-    """
-
-    def __init__(self, patterns: Iterable[str]) -> None:
-        compiled = [_compile(pattern, OPT_OUT_SLOTS) for pattern in patterns]
-        index: dict[str, list[_Pattern]] = {}
-        self._trie: _Trie = {}
-        for pattern in compiled:
-            phrases = _spelled_out(pattern)
-            if phrases is not None:
-                for phrase in phrases:
-                    node = self._trie
-                    for word in phrase:
-                        node = node.setdefault(word, {})
-                    node[_END] = {}
-                continue
-            for word in _firstwords(pattern):
-                index.setdefault(word, []).append(pattern)
-        self._index = {word: tuple(patterns) for word, patterns in index.items()}
-        self.first_words = frozenset(self._index) | frozenset(self._trie)
-        self.vocabulary = frozenset(
-            word
-            for pattern in compiled
-            for element in pattern
-            for choice in element.choices
-            for word in choice
-        )
-
-    def ends(self, words: _Phrase, start: int) -> set[int]:
-        """Every position where a phrase of this family starting at ``start`` can end."""
-        found: set[int] = set()
-        node = self._trie
-        for position in range(start, len(words)):
-            child = node.get(words[position])
-            if child is None:
-                break
-            node = child
-            if _END in node:
-                found.add(position + 1)
-        for pattern in self._index.get(words[start], ()):
-            positions = {start}
-            for element in pattern:
-                positions = {
-                    position + size
-                    for position in positions
-                    for size in element.sizes
-                    if position + size <= len(words)
-                    and words[position : position + size] in element.choices
-                }
-                if not positions:
-                    break
-            found |= positions
-        found.discard(start)
-        return found
-
-    def occurs_in(self, words: _Phrase) -> bool:
-        """True if a phrase of this family appears anywhere in ``words``."""
-        return any(
-            word in self.first_words and self.ends(words, start) for start, word in enumerate(words)
-        )
-
-
-_FILLERS: Final = _Grammar(FILLER_WORDS)
-_LEAD_INS: Final = _Grammar(OPT_OUT_LEAD_INS)
-_COMPANIONS: Final = _Grammar(OPT_OUT_COMPANIONS)
-_QUESTION_LEAD_INS: Final = _Grammar(QUESTION_LEAD_INS)
-_NOT_OPT_OUT: Final = _Grammar(NOT_OPT_OUT_PHRASES)
-_IN_CONTEXT: Final = _Grammar(OPT_OUT_IN_CONTEXT)
-_CONTEXT: Final = _Grammar(OPT_OUT_CONTEXT)
-_OPT_OUT: Final = _Grammar(OPT_OUT_PATTERNS)
-_OPT_OUT_ALL: Final = _Grammar(OPT_OUT_ALL_PATTERNS)
-_MAYBE: Final = _Grammar(OPT_OUT_WORDS + MAYBE_OPT_OUT_PHRASES)
-_SCOPE_VERBS: Final = _Grammar(SCOPE_VERBS)
+_FILLERS: Final = _grammar(FILLER_WORDS)
+_LEAD_INS: Final = _grammar(OPT_OUT_LEAD_INS)
+_COMPANIONS: Final = _grammar(OPT_OUT_COMPANIONS)
+_QUESTION_LEAD_INS: Final = _grammar(QUESTION_LEAD_INS)
+_NOT_OPT_OUT: Final = _grammar(NOT_OPT_OUT_PHRASES)
+_IN_CONTEXT: Final = _grammar(OPT_OUT_IN_CONTEXT)
+_CONTEXT: Final = _grammar(OPT_OUT_CONTEXT)
+_OPT_OUT: Final = _grammar(OPT_OUT_PATTERNS)
+_OPT_OUT_ALL: Final = _grammar(OPT_OUT_ALL_PATTERNS)
+_MAYBE: Final = _grammar(OPT_OUT_WORDS + MAYBE_OPT_OUT_PHRASES)
+_SCOPE_VERBS: Final = _grammar(SCOPE_VERBS)
 _GLUED_SCOPE_VERBS: Final = sorted(
     {"".join(split_words(normalize(verb))) for verb in SCOPE_VERBS}, key=len, reverse=True
 )
-_HELP: Final = _Grammar(HELP_PHRASES)
-_CONFIRM: Final = _Grammar(CONFIRM_PHRASES)
-_OPT_IN: Final = _Grammar(OPT_IN_PHRASES)
-_SKIP: Final = _Grammar(SKIP_PHRASES)
+_HELP: Final = _grammar(HELP_PHRASES)
+_CONFIRM: Final = _grammar(CONFIRM_PHRASES)
+_OPT_IN: Final = _grammar(OPT_IN_PHRASES)
+_SKIP: Final = _grammar(SKIP_PHRASES)
+_CHEERS: Final = _grammar(CHEERS)
+#: Words that only add force ("stop fucking texting me"): left out when an opt-out is read.
+_INTENSIFIERS: Final = frozenset(split_words(normalize(" ".join(INTENSIFIERS))))
+#: Words that attach a huddle keyword to a request: "from the Logan group", "del grupo de".
+_SCOPE_GLUE: Final = frozenset(split_words(normalize(" ".join(SCOPE_GLUE))))
+#: What a named huddle stands in for when it is taken out of a request ("take me off the
+#: Logan list" reads as "take me off the list").
+_SCOPE_STAND_INS: Final = (
+    (),
+    ("the", "list"),
+    ("the", "texts"),
+    ("la", "lista"),
+    ("los", "mensajes"),
+    ("la", "liste"),
+    ("les", "messages"),
+)
 _JOIN_PREFIXES: Final = sorted(
     {split_words(normalize(prefix)) for prefix in JOIN_PREFIXES}, key=len, reverse=True
 )
@@ -272,11 +176,11 @@ _NO_PARSE, _ONLY_FILLERS, _PHRASE, _ALL_SENDERS = -1, 0, 1, 2
 class _Family:
     """The grammars one kind of command is read with, each with the rank its phrases give."""
 
-    grammars: tuple[tuple[_Grammar, int], ...]
+    grammars: tuple[tuple[Grammar, int], ...]
     leads: bool = False  # may start with OPT_OUT_LEAD_INS, and have OPT_OUT_COMPANIONS anywhere
 
     @functools.cached_property
-    def fillers(self) -> tuple[_Grammar, ...]:
+    def fillers(self) -> tuple[Grammar, ...]:
         """What may stand anywhere without being a phrase of the family."""
         return (_FILLERS, _COMPANIONS) if self.leads else (_FILLERS,)
 
@@ -385,12 +289,21 @@ def _simplified(words: _Phrase) -> _Phrase:
     return tuple(kept)
 
 
+def _joins_verbs(before: list[str], following: str) -> bool:
+    """ "don't text and drive": the negation covers a verb the grammar does not know, so the
+    "and" is not cut at."""
+    return (
+        bool(before) and before[-1] in _COORDINABLE and following not in _OPT_OUT_FAMILY.vocabulary
+    )
+
+
 def _pieces(clause: _Phrase) -> list[_Phrase]:
     """The stretches of a clause between conjunctions ("thanks but remove me": "remove me")."""
     pieces: list[_Phrase] = []
     current: list[str] = []
-    for word in clause:
-        if word in _CONJUNCTIONS:
+    for at, word in enumerate(clause):
+        following = clause[at + 1] if at + 1 < len(clause) else ""
+        if word in _CONJUNCTIONS and not _joins_verbs(current, following):
             if current:
                 pieces.append(tuple(current))
             current = []
@@ -402,6 +315,8 @@ def _pieces(clause: _Phrase) -> list[_Phrase]:
 
 
 def _opt_out_rank(words: _Phrase) -> int:
+    if not _INTENSIFIERS.isdisjoint(words):
+        words = tuple(word for word in words if word not in _INTENSIFIERS)
     simplified = _simplified(words)
     rank = _parse(words, _OPT_OUT_FAMILY)
     if simplified != words and rank == _NO_PARSE:
@@ -475,12 +390,15 @@ def _certain_opt_out(folded: str, words: _Phrase) -> Intent | None:
     """
     best = _glued_rank(words)
     if best == _NO_PARSE and not _OPT_OUT_FAMILY.anchors.isdisjoint(words):
-        best = max(_opt_out_rank(words), _request_rank(words))
+        best = _clause_rank(words, question=False)
     clauses = _clauses(folded) if best < _ALL_SENDERS else []
     parsed: set[tuple[_Phrase, bool]] = {(words, False)}
+    cheered = len(clauses) > 1 and _CHEERS.occurs_in(words)
     for clause, question in clauses:
         if (clause, question) in parsed or _OPT_OUT_FAMILY.anchors.isdisjoint(clause):
             continue
+        if cheered and len(_strip_fillers(clause)) == 1:
+            continue  # "Stop!! That's amazing news": surprise, for a human to read
         parsed.add((clause, question))
         best = max(best, _clause_rank(clause, question))
         if best == _ALL_SENDERS or len(parsed) > MAX_CLAUSES_PARSED:
@@ -741,7 +659,41 @@ def _scoped_keyword(words: _Phrase, keywords: Iterable[str]) -> str | None:
                 keyword = _match_keywordwords((core[0][len(verb) :],), keywords)
                 if keyword is not None:
                     return keyword
-    return None
+    named = _named_in_opt_out(core, keywords)
+    return next(iter(named)) if len(named) == 1 else None
+
+
+def _named_in_opt_out(words: _Phrase, keywords: tuple[str, ...]) -> frozenset[str]:
+    """The keywords of "unsubscribe me from the Logan group", "baja de logan y provo": huddle
+    keywords that, taken out with the words attaching them, leave a certain opt-out."""
+    if _OPT_OUT_FAMILY.anchors.isdisjoint(words):
+        return frozenset()
+    by_key = {key: keyword for keyword in keywords if (key := _keyword_key(keyword)) is not None}
+    named = {at: by_key[word] for at, word in enumerate(words) if word in by_key}
+    if not named:
+        return frozenset()
+    cut = set(named)
+    for at in named:
+        before, after = at - 1, at + 1
+        while before >= 0 and (words[before] in _SCOPE_GLUE or words[before] in _AND_OR):
+            cut.add(before)
+            before -= 1
+        while after < len(words) and (words[after] in _SCOPE_GLUE or words[after] in _AND_OR):
+            cut.add(after)
+            after += 1
+    first, last = min(cut), max(cut) + 1
+    if any(at not in cut for at in range(first, last)):
+        return frozenset()  # the keywords stand apart: "stop the Logan rally, Provo"
+    # Cut as much or as little of the glue as the request needs: "plus de messages de Logan"
+    # keeps "plus de messages", "baja de logan" keeps "baja".
+    inner_first, inner_last = min(named), max(named) + 1
+    for start in range(first, inner_first + 1):
+        for end in range(inner_last, last + 1):
+            for stand_in in _SCOPE_STAND_INS:
+                rest = words[:start] + stand_in + words[end:]
+                if rest and _clause_rank(rest, question=False) != _NO_PARSE:
+                    return frozenset(named.values())
+    return frozenset()
 
 
 def match_keyword(text: str, keywords: Iterable[str]) -> str | None:
@@ -771,11 +723,17 @@ def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
     words = split_words(normalized)
 
     opt_out = _certain_opt_out(folded, words)
+    if opt_out is Intent.OPT_OUT and keywords and len(_clauses(folded)) == 1:
+        named = _named_in_opt_out(words, keywords)  # "take me off the Logan list"
+        if len(named) == 1:
+            return Classification(opt_out, keyword=next(iter(named)), normalized=normalized)
     if opt_out is not None:
         return Classification(opt_out, normalized=normalized)
     scoped = _scoped_keyword(words, keywords)
     if scoped is not None:
         return Classification(Intent.OPT_OUT, keyword=scoped, normalized=normalized)
+    if len(words) <= MAX_COMMAND_WORDS and len(_named_in_opt_out(words, keywords)) > 1:
+        return Classification(Intent.OPT_OUT, normalized=normalized)  # several: all of them
     if _parse(words, _HELP_FAMILY) != _NO_PARSE:
         return Classification(Intent.HELP, normalized=normalized)
     keyword = _match_keywordwords(words, keywords)

@@ -693,6 +693,15 @@ def test_fold_agrees_with_unicode_for_accented_latin() -> None:
         ("stop logna", "LOGAN"),  # one typo in a long keyword, as for a join
         ("ARRET BOSTON", "BOSTON"),
         ("cancelar logan", "LOGAN"),
+        # a request that names the huddle, with the words that attach it
+        ("unsubscribe me from the Logan group", "LOGAN"),
+        ("take me off the Logan list", "LOGAN"),
+        ("I'd like to be removed from the Boston Huddle text list, thanks.", "BOSTON"),
+        ("no more Boston texts", "BOSTON"),
+        ("baja de logan", "LOGAN"),
+        ("Quiero darme de baja de los mensajes del grupo de Logan", "LOGAN"),
+        ("Désabonnez-moi du groupe de Logan", "LOGAN"),
+        ("plus de messages de Logan svp", "LOGAN"),
     ],
 )
 def test_stop_with_a_keyword_is_scoped_to_that_huddle(body: str, keyword: str) -> None:
@@ -715,6 +724,21 @@ def test_stop_without_a_keyword_of_this_number_is_not_scoped(body: str, intent: 
     result = classify(body, KEYWORDS)
     assert result.intent is intent
     assert result.keyword is None
+
+
+@pytest.mark.parametrize(
+    ("body", "intent"),
+    [
+        ("unsubscribe me from logan and boston", Intent.OPT_OUT),  # two: every huddle here
+        ("don't unsubscribe me from Logan", Intent.OTHER),
+        ("Stop. Logan", Intent.OPT_OUT),  # a sentence of its own: unscoped
+        ("stop the Logan rally", Intent.MAYBE_OPT_OUT),
+        ("see you at Logan", Intent.OTHER),
+    ],
+)
+def test_a_request_naming_no_single_huddle_is_not_scoped(body: str, intent: Intent) -> None:
+    result = classify(body, KEYWORDS)
+    assert (result.intent, result.keyword) == (intent, None)
 
 
 def test_a_scoped_stop_needs_the_keyword_list() -> None:
@@ -772,3 +796,44 @@ def test_questions_count_as_requests_and_context_decides_it(body: str, intent: I
 )  # fmt: skip
 def test_ordinary_uses_of_opt_out_words_are_not_flagged(body: str) -> None:
     assert classify(body, KEYWORDS).intent is Intent.OTHER
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Stop fucking texting me",
+        "quit freaking messaging me",
+        "dejen de mandar sus pinches mensajes",
+    ],
+)
+def test_words_that_only_add_force_do_not_hide_an_opt_out(body: str) -> None:
+    assert classify(body).intent is Intent.OPT_OUT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "stop!! that's amazing news",
+        "¡Alto! ¿En serio? Qué buena noticia",
+        "Arrête! C'est génial 😍",
+    ],
+)
+def test_a_bare_stop_next_to_a_cheer_is_for_a_human(body: str) -> None:
+    assert classify(body).intent is Intent.MAYBE_OPT_OUT
+
+
+def test_a_cheer_does_not_soften_a_stop_that_says_more() -> None:
+    assert classify("Amazing work. But stop texting me.").intent is Intent.OPT_OUT
+    assert classify("Stop. Seriously, stop.").intent is Intent.OPT_OUT
+
+
+@pytest.mark.parametrize(
+    ("body", "intent"),
+    [
+        ("Don't text and drive on the way to the rally!", Intent.MAYBE_OPT_OUT),
+        ("stop texting and remove my number", Intent.OPT_OUT),
+        ("I moved away so you can take me off the list", Intent.OPT_OUT),
+    ],
+)
+def test_a_body_is_read_in_pieces_between_conjunctions(body: str, intent: Intent) -> None:
+    assert classify(body).intent is intent
