@@ -6,7 +6,8 @@
 Times ``classify`` over three sets, each text with the keywords of a number carrying three
 huddles: the corpus's revocations, its ordinary replies, and a day of inbox chatter (short
 replies drawn from the words organizers see). Prints the mean and the slowest text per set,
-and the counts the README reports (revocations honoured, ordinary replies left alone).
+and the counts the README reports (revocations honoured, ordinary replies left alone) for the
+public-source corpus and the blind set.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from outreach.sms.inbound.classify import Intent, classify
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "outreach" / "sms" / "corpus"
-KEYWORDS = ("LOGAN", "PROVO", "END HUNGER")
+KEYWORDS = ("LOGAN", "PROVO", "BOSTON")  # as the corpus test reads it
 OPT_OUT = {Intent.OPT_OUT, Intent.OPT_OUT_ALL}
 CHATTER = (
     "yes I can make it see you there thanks what time is the rally on saturday can I bring my "
@@ -71,15 +72,21 @@ def main() -> None:
     args = parser.parse_args()
 
     revocations, replies = texts("revocations"), texts("replies")
-    honoured = [body for body in revocations if classify(body).intent in OPT_OUT]
-    left_alone = [body for body in replies if classify(body).intent not in OPT_OUT]
-    print(f"revocations honoured: {len(honoured)} / {len(revocations)}")
-    print(f"ordinary replies left alone: {len(left_alone)} / {len(replies)}")
-    if args.misses:
-        for body in sorted(set(revocations) - set(honoured)):
-            print(f"  missed revocation: {body}")
-        for body in sorted(set(replies) - set(left_alone)):
-            print(f"  reply opted out: {body}")
+    for label, (revoking, replying) in (
+        ("public-source corpus", (revocations, replies)),
+        ("blind set", (texts("blind/revocations"), texts("blind/replies"))),
+    ):
+        honoured = [body for body in revoking if classify(body, KEYWORDS).intent in OPT_OUT]
+        left_alone = [body for body in replying if classify(body, KEYWORDS).intent not in OPT_OUT]
+        print(
+            f"{label}: revocations honoured: {len(honoured)} / {len(revoking)}; "
+            f"ordinary replies left alone: {len(left_alone)} / {len(replying)}"
+        )
+        if args.misses:
+            for body in sorted(set(revoking) - set(honoured)):
+                print(f"  missed revocation: {body}")
+            for body in sorted(set(replying) - set(left_alone)):
+                print(f"  reply opted out: {body}")
     print(f"{'set':<14}{'texts':>7}{'mean µs':>10}{'slowest µs':>12}  slowest text")
     for name, bodies in (
         ("revocations", revocations),
