@@ -26,7 +26,9 @@ language, each list with its source):
    like to stop receiving these"). A question counts only as a request ("Could you take me off
    your list?"); a few phrases ("delete it") only next to a statement about the number.
 6. One word glued or stretched out of opt-out words is read as them: "STOPPP", "stop2",
-   "S T O P", "stopit", "STOPSTOP", "stpo" (two letters swapped).
+   "S T O P", "stopit", "STOPSTOP", "stpo" (two letters swapped). In a longer text, a word the
+   grammar does not know is read as the one grammar word it is a typo of ("remvoe me from your
+   mailng list").
 7. STOP with a huddle keyword ("STOP LOGAN", "logan stop", "STOPLOGAN"), or a request that
    names one huddle ("take me off the Logan list": the keyword and the words attaching it taken
    out, a certain opt-out is left) opts out of that huddle only: the result carries the keyword.
@@ -66,6 +68,7 @@ from outreach.sms.inbound.phrases import (
     JOIN_PREFIXES,
     MAX_COMMAND_WORDS,
     MAYBE_OPT_OUT_PHRASES,
+    NARROWING,
     NOT_OPT_OUT_PHRASES,
     OPEN_NOUNS,
     OPT_IN_PHRASES,
@@ -134,6 +137,26 @@ _CONFIRM: Final = _grammar(CONFIRM_PHRASES)
 _OPT_IN: Final = _grammar(OPT_IN_PHRASES)
 _SKIP: Final = _grammar(SKIP_PHRASES)
 _CHEERS: Final = _grammar(CHEERS)
+_GENERIC_OBJECTS: Final = frozenset(
+    {"this", "it", "that", "these", "those", "thing", "everything", "service", "services", "all"}
+    | {"to", "of", "from", "off", "on", "my", "your", "the", "text", "txt", "message", "msg"}
+    | {"email", "mensaje", "texto", "de", "la", "el", "mi", "su", "contact", "contacts"}
+)
+#: Words that say whom or what a request stops: only such a request may have words after it.
+_STRONG_OBJECTS: Final = (
+    frozenset(
+        word
+        for name, texts in OPT_OUT_SLOTS.items()
+        if name.split(".")[1]
+        in ("me", "texts", "list", "texting", "mensajes", "lista", "messages", "liste")
+        for text in texts
+        for word in split_words(normalize(text))
+    )
+    - frozenset(split_words(normalize(" ".join(FILLER_WORDS))))
+    - _GENERIC_OBJECTS
+)
+#: Words after such a request that narrow it to some texts: "stop texting me so early".
+_NARROWING: Final = frozenset(split_words(normalize(" ".join(NARROWING))))
 #: Words that only add force ("stop fucking texting me"): left out when an opt-out is read.
 _INTENSIFIERS: Final = frozenset(split_words(normalize(" ".join(INTENSIFIERS))))
 #: Words that attach a huddle keyword to a request: "from the Logan group", "del grupo de".
@@ -371,14 +394,35 @@ def _request_rank(question: _Phrase) -> int:
     )
 
 
-def _clause_rank(clause: _Phrase, question: bool) -> int:
-    """A clause as a command, or as a request ("could you remove me"), or one of its pieces."""
+def _clause_rank(clause: _Phrase, question: bool, tails: bool = True) -> int:
+    """A clause as a command, or as a request ("could you remove me"), or one of its pieces,
+    or a request with a few words after it ("stop texting me you clowns")."""
     rank = _request_rank(clause)
     if not question:
         rank = max(rank, _opt_out_rank(clause))
     for piece in _pieces(clause) if rank == _NO_PARSE else ():
         rank = max(rank, _request_rank(piece), _NO_PARSE if question else _opt_out_rank(piece))
+    if rank == _NO_PARSE and not question and tails:
+        rank = _tailed_rank(clause)
     return rank
+
+
+#: At most this many words may follow a request that names what it stops.
+_MAX_TAIL_WORDS: Final = 4
+
+
+def _tailed_rank(clause: _Phrase) -> int:
+    """ "Stop texting me you liberal snowflakes", "stop texting me about rallies": a request
+    ending in who or what it stops ("me", "texts", "your list"), then a few words that do not
+    narrow it ("so much", "at night", "until Friday" do: see [[narrowing]])."""
+    for end in range(len(clause) - 1, max(len(clause) - _MAX_TAIL_WORDS, 1) - 1, -1):
+        head, tail = clause[:end], clause[end:]
+        if head[-1] not in _STRONG_OBJECTS or not _NARROWING.isdisjoint(tail):
+            continue
+        rank = _opt_out_rank(head)
+        if rank != _NO_PARSE:
+            return rank
+    return _NO_PARSE
 
 
 def _certain_opt_out(folded: str, words: _Phrase) -> Intent | None:
@@ -522,6 +566,49 @@ def _within_one_edit(first: str, second: str) -> bool:
     if len(first) > len(second):
         return first[index + 1 :] == second[index:]
     return first[index:] == second[index + 1 :]
+
+
+#: Words of at least this many letters that the opt-out grammar does not know are read as the
+#: one grammar word they are a typo of ("mesages", "remvoe", "lsit", "stoo"), if there is one.
+_MIN_TYPO_LETTERS: Final = 5
+_LETTERS: Final = re.compile(r"[a-z]+")
+
+
+def _deletions(word: str) -> set[str]:
+    return {word} | {word[:at] + word[at + 1 :] for at in range(len(word))}
+
+
+@functools.cache
+def _typo_index() -> dict[str, frozenset[str]]:
+    """Each grammar word under itself and every one-letter deletion of it (symmetric delete)."""
+    index: dict[str, set[str]] = {}
+    # Not into companions or lead-ins: "bajan" must not become "baja" next to a companion "no".
+    for word in _OPT_OUT.vocabulary | _OPT_OUT_ALL.vocabulary | _FILLERS.vocabulary:
+        if len(word) >= _MIN_TYPO_LETTERS and word.isalpha():
+            for key in _deletions(word):
+                index.setdefault(key, set()).add(word)
+    return {key: frozenset(words) for key, words in index.items()}
+
+
+def _corrected(word: str) -> str:
+    if len(word) < _MIN_TYPO_LETTERS - 1 or word in _OPT_OUT_FAMILY.vocabulary:
+        return word
+    if _destretched(word) in _OPT_OUT.vocabulary:  # "stopp", "pleaseee"
+        return _destretched(word)
+    index = _typo_index()
+    near = {
+        known
+        for key in _deletions(word)
+        for known in index.get(key, ())
+        if _within_one_edit(word, known)
+    }
+    if len(near) > 1:  # "stoo": "stop" (same length, same first letter) over "too"
+        near = {known for known in near if len(known) == len(word) and known[0] == word[0]}
+    return next(iter(near)) if len(near) == 1 else word
+
+
+def _typo_corrected(folded: str) -> str:
+    return _LETTERS.sub(lambda match: _corrected(match.group()), folded)
 
 
 def _looks_like_opt_out_typo(compact: str) -> bool:
@@ -691,7 +778,7 @@ def _named_in_opt_out(words: _Phrase, keywords: tuple[str, ...]) -> frozenset[st
         for end in range(inner_last, last + 1):
             for stand_in in _SCOPE_STAND_INS:
                 rest = words[:start] + stand_in + words[end:]
-                if rest and _clause_rank(rest, question=False) != _NO_PARSE:
+                if rest and _clause_rank(rest, question=False, tails=False) != _NO_PARSE:
                     return frozenset(named.values())
     return frozenset()
 
@@ -723,6 +810,10 @@ def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
     words = split_words(normalized)
 
     opt_out = _certain_opt_out(folded, words)
+    if opt_out is None and 1 < len(words) <= MAX_COMMAND_WORDS:  # one word: see step 8
+        corrected = _typo_corrected(folded)
+        if corrected != folded:
+            opt_out = _certain_opt_out(corrected, split_words(trim(" ".join(corrected.split()))))
     if opt_out is Intent.OPT_OUT and keywords and len(_clauses(folded)) == 1:
         named = _named_in_opt_out(words, keywords)  # "take me off the Logan list"
         if len(named) == 1:

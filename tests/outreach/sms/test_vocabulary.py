@@ -54,6 +54,7 @@ def _broken(**changes: Any) -> dict[str, Any]:
     ("data", "message"),
     [
         (_broken(stopp=[{"source": "fcc", "phrases": ["stop"]}]), "unknown family"),
+        (_broken(conjunctions=[{"source": "fcc", "phrases": ["or else"]}]), "single words only"),
         (_broken(opt_out=[{"source": "nowhere", "phrases": ["stop"]}]), "not in [sources]"),
         (_broken(opt_out=[{"source": "fcc", "phrases": ["{nope} me"]}]), "unknown slot {nope}"),
         (_broken(opt_out=[{"source": "fcc", "phrases": []}]), "non-empty strings"),

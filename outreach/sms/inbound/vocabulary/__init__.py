@@ -33,6 +33,7 @@ FAMILIES: Final = (
     "scope_glue",
     "intensifiers",
     "cheers",
+    "narrowing",
     "opt_out_words",
     "maybe_opt_out",
     "not_opt_out",
@@ -53,6 +54,16 @@ PATTERN_FAMILIES: Final = (
     "opt_out_companions",
     "opt_out_in_context",
     "opt_out_context",
+)
+
+#: The families read as sets of single words (a phrase there would become its words).
+WORD_FAMILIES: Final = (
+    "open_nouns",
+    "coordinable",
+    "conjunctions",
+    "scope_glue",
+    "intensifiers",
+    "narrowing",
 )
 
 _SLOT: Final = re.compile(r"\{([^{}?]+)(\??)\}")
@@ -136,6 +147,8 @@ def parse(language: str, data: Mapping[str, Any]) -> Vocabulary:
         for number, item in enumerate(lists, start=1):
             where = f"{language}.toml [[{family}]] #{number}"
             phrases = _strings(item.get("phrases"), where)
+            if family in WORD_FAMILIES and any(len(phrase.split()) != 1 for phrase in phrases):
+                raise VocabularyError(f"{where}: [[{family}]] holds single words only")
             if family not in PATTERN_FAMILIES:
                 if any(_SLOT.search(phrase) for phrase in phrases):
                     raise VocabularyError(f"{where}: only {PATTERN_FAMILIES} may use slots")
