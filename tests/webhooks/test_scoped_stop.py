@@ -180,3 +180,21 @@ def test_after_stop_logan_logan_campaigns_skip_her_and_provo_campaigns_reach_her
     assert outcomes[(provo_campaign, MARIA)] == ("sent", None)
     assert len(to_maria) == 1
     assert to_maria[0].startswith("Provo potluck Sunday!")
+
+
+def test_a_request_naming_logan_leaves_logan_only(shared: Phone, services: Services) -> None:
+    join(shared, "LOGAN", "PROVO")
+    reply = shared.text("Could you take me off the Logan list? Thanks")
+    assert reply.startswith("Logan Huddle: You're unsubscribed")
+    assert sub_state(services, slug="logan") == m.OPTED_OUT
+    assert sub_state(services, slug="provo") == m.ACTIVE
+
+
+def test_a_request_naming_both_huddles_leaves_both(shared: Phone, services: Services) -> None:
+    join(shared, "LOGAN", "PROVO")
+    assert shared.text("unsubscribe me from logan and provo").endswith(
+        "Reply START to resubscribe."
+    )
+    assert sub_state(services, slug="logan") == m.OPTED_OUT
+    assert sub_state(services, slug="provo") == m.OPTED_OUT
+    assert suppressions(services) == {LOGAN_NUMBER}

@@ -783,6 +783,11 @@ def _named_in_opt_out(words: _Phrase, keywords: tuple[str, ...]) -> frozenset[st
     return frozenset()
 
 
+def _one_sentence(folded: str) -> bool:
+    """One sentence, with perhaps a "Thanks." after it: not "Stop. Logan"."""
+    return sum(1 for clause, _ in _clauses(folded) if _strip_fillers(clause)) == 1
+
+
 def match_keyword(text: str, keywords: Iterable[str]) -> str | None:
     """The keyword (as given) that ``text`` asks to join: "join logan", "#Logan", "LOGNA".
 
@@ -814,7 +819,7 @@ def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
         corrected = _typo_corrected(folded)
         if corrected != folded:
             opt_out = _certain_opt_out(corrected, split_words(trim(" ".join(corrected.split()))))
-    if opt_out is Intent.OPT_OUT and keywords and len(_clauses(folded)) == 1:
+    if opt_out is Intent.OPT_OUT and keywords and _one_sentence(folded):
         named = _named_in_opt_out(words, keywords)  # "take me off the Logan list"
         if len(named) == 1:
             return Classification(opt_out, keyword=next(iter(named)), normalized=normalized)
