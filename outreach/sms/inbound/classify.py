@@ -312,12 +312,10 @@ def _simplified(words: _Phrase) -> _Phrase:
     return tuple(kept)
 
 
-def _joins_verbs(before: list[str], following: str) -> bool:
-    """ "don't text and drive": the negation covers a verb the grammar does not know, so the
-    "and" is not cut at."""
-    return (
-        bool(before) and before[-1] in _COORDINABLE and following not in _OPT_OUT_FAMILY.vocabulary
-    )
+def _joins_verbs(before: list[str], word: str, following: str) -> bool:
+    """ "don't text and drive", "can I cancel and rebook": an "and" / "or" before a word the
+    grammar does not know joins it to what came before, so it is not cut at."""
+    return bool(before) and word in _AND_OR and following not in _OPT_OUT_FAMILY.vocabulary
 
 
 def _pieces(clause: _Phrase) -> list[_Phrase]:
@@ -326,7 +324,7 @@ def _pieces(clause: _Phrase) -> list[_Phrase]:
     current: list[str] = []
     for at, word in enumerate(clause):
         following = clause[at + 1] if at + 1 < len(clause) else ""
-        if word in _CONJUNCTIONS and not _joins_verbs(current, following):
+        if word in _CONJUNCTIONS and not _joins_verbs(current, word, following):
             if current:
                 pieces.append(tuple(current))
             current = []
