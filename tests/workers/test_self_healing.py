@@ -156,7 +156,8 @@ def test_a_sigterm_leaves_no_lease_behind(
 ) -> None:
     workers.append(start_worker(worker_env))
     wait_for("the lease", lambda: leases(services) == 1)
-    wait_for("RQ's worker", lambda: bool(services.redis.scard("rq:workers")))  # its handlers
+    # RQ installs its signal handlers after it registers, before it first waits for a job.
+    wait_for("RQ's worker waiting for jobs", lambda: _rq_worker_states(services) == {b"idle"})
     workers[0].send_signal(signal.SIGTERM)
     workers[0].wait(timeout=30)
     assert workers[0].returncode == 0, workers[0].log_tail()
@@ -278,3 +279,8 @@ def test_the_database_gone_for_seconds_mid_campaign_the_worker_rides_it_out(
     wait_for("the campaign to complete", completed(services, campaign_id), timeout=90)
     assert workers[0].poll() is None, "the worker exited instead of riding it out"
     assert_exactly_once(services, campaign_id, 300)
+
+
+def _rq_worker_states(services: Services) -> set[bytes]:
+    redis = services.redis
+    return {redis.hget(key, "state") or b"" for key in redis.smembers("rq:workers")}
