@@ -566,8 +566,8 @@ def _within_one_edit(first: str, second: str) -> bool:
     return first[index:] == second[index + 1 :]
 
 
-#: Words of at least this many letters that the opt-out grammar does not know are read as the
-#: one grammar word they are a typo of ("mesages", "remvoe", "lsit", "stoo"), if there is one.
+#: A word the opt-out grammar does not know is read as the one grammar word of at least this
+#: many letters it is a typo of ("mesages", "remvoe", "mailng"), if there is one.
 _MIN_TYPO_LETTERS: Final = 5
 _LETTERS: Final = re.compile(r"[a-z]+")
 
@@ -600,7 +600,7 @@ def _corrected(word: str) -> str:
         for known in index.get(key, ())
         if _within_one_edit(word, known)
     }
-    if len(near) > 1:  # "stoo": "stop" (same length, same first letter) over "too"
+    if len(near) > 1:  # several: only one of the same length and first letter will do
         near = {known for known in near if len(known) == len(word) and known[0] == word[0]}
     return next(iter(near)) if len(near) == 1 else word
 
