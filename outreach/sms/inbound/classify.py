@@ -744,8 +744,7 @@ def _scoped_keyword(words: _Phrase, keywords: Iterable[str]) -> str | None:
                 keyword = _match_keywordwords((core[0][len(verb) :],), keywords)
                 if keyword is not None:
                     return keyword
-    named = _named_in_opt_out(core, keywords)
-    return next(iter(named)) if len(named) == 1 else None
+    return None
 
 
 def _named_in_opt_out(words: _Phrase, keywords: tuple[str, ...]) -> frozenset[str]:
@@ -826,8 +825,10 @@ def classify(body: str, keywords: Iterable[str] = ()) -> Classification:
     scoped = _scoped_keyword(words, keywords)
     if scoped is not None:
         return Classification(Intent.OPT_OUT, keyword=scoped, normalized=normalized)
-    if len(words) <= MAX_COMMAND_WORDS and len(_named_in_opt_out(words, keywords)) > 1:
-        return Classification(Intent.OPT_OUT, normalized=normalized)  # several: all of them
+    named = _named_in_opt_out(words, keywords) if len(words) <= MAX_COMMAND_WORDS else frozenset()
+    if named:  # "unsubscribe me from Logan"; two or more named: all of them
+        keyword = next(iter(named)) if len(named) == 1 else None
+        return Classification(Intent.OPT_OUT, keyword=keyword, normalized=normalized)
     if _parse(words, _HELP_FAMILY) != _NO_PARSE:
         return Classification(Intent.HELP, normalized=normalized)
     keyword = _match_keywordwords(words, keywords)
