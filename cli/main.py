@@ -21,6 +21,9 @@ from outreach.models import Member
 from outreach.people.huddles import HuddleError, create_huddle, get_huddle, list_huddles
 from outreach.people.importer import (
     ImportFileError,
+    ImportReport,
+    ImportStopped,
+    Progress,
     export_members,
     import_members,
     parse_consent_option,
@@ -176,27 +179,45 @@ def members_import(ctx: Context, path: Path, huddle_slug: str, consent_text: str
     except ImportFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--consent") from None
     show_progress = sys.stderr.isatty()
+    with click.progressbar(
+        length=path.stat().st_size,
+        label="importing",
+        file=sys.stderr,
+        hidden=not show_progress,
+        show_pos=False,
+    ) as bar:
 
-    def progress(rows: int) -> None:
-        if show_progress:
-            click.echo(f"\r{rows:,} rows…", nl=False, err=True)
+        def progress(done: Progress) -> None:
+            if done.bytes_read is not None:
+                bar.update(done.bytes_read - bar.pos)
 
-    try:
-        report = import_members(
-            ctx.services.sessions,
-            huddle_slug=huddle_slug,
-            source=path,
-            consent_channels=channels,
-            default_region=ctx.settings.default_region,
-            actor="cli",
-            progress=progress,
-        )
-    except (ImportFileError, HuddleError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{path} is not UTF-8 text") from None
-    if show_progress:
-        click.echo("", err=True)
+        try:
+            report = import_members(
+                ctx.services.engine,
+                huddle_slug=huddle_slug,
+                source=path,
+                consent_channels=channels,
+                default_region=ctx.settings.default_region,
+                actor="cli",
+                progress=progress,
+            )
+        except (ImportFileError, HuddleError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except UnicodeDecodeError:
+            raise click.ClickException(f"{path} is not UTF-8 text") from None
+        except ImportStopped as stopped:
+            _print_import_report(stopped.report)
+            raise click.ClickException(
+                f"the database stopped the import at line {stopped.report.stopped_at}: "
+                f"{stopped.reason}\nThe lines before it are imported. Running the same file "
+                "again imports the rest and leaves what is already in as it is."
+            ) from None
+    _print_import_report(report)
+    if report.errors:
+        sys.exit(1 if report.imported == 0 else 2)
+
+
+def _print_import_report(report: ImportReport) -> None:
     click.echo(
         f"{report.rows} rows: {report.imported} imported ({report.created} new, "
         f"{report.merged} merged into existing), {len(report.errors)} rejected"
@@ -207,8 +228,6 @@ def members_import(ctx: Context, path: Path, huddle_slug: str, consent_text: str
     )
     for error in report.errors:
         click.echo(f"line {error.line}: {error.reason}", err=True)
-    if report.errors:
-        sys.exit(1 if report.imported == 0 else 2)
 
 
 @members.command("export")

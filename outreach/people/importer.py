@@ -14,22 +14,22 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
-from outreach import consent
 from outreach.addresses.emails import InvalidEmail, normalize_email
 from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.addresses.zips import normalize_zip
 from outreach.app.clock import utcnow
-from outreach.models import Huddle, Member, MemberField, MemberTag, Subscription, Suppression
-from outreach.models import consent as c
+from outreach.models import Huddle, Member, MemberTag, Subscription
 from outreach.models import members as m
+from outreach.people import merge
 from outreach.people.huddles import get_huddle
 
 KNOWN_COLUMNS = frozenset(
@@ -39,11 +39,23 @@ _YES = frozenset({"y", "yes", "true", "1", "x"})
 _NO = frozenset({"n", "no", "false", "0", ""})
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 MAX_CELL = 1000
-CHUNK_SIZE = 1000
+MAX_LENGTHS = {"first_name": 100, "last_name": 100}  # the members table's columns
+MAX_FIELD_BYTES = 2000  # a custom field's value is indexed; PostgreSQL's limit is about 2.7 KB
+CHUNK_SIZE = 5000
+SQLITE_CACHE_KIB = 32 * 1024
 
 
 class ImportFileError(ValueError):
     """The file as a whole cannot be imported (no header, no phone/email column, not CSV)."""
+
+
+class ImportStopped(RuntimeError):
+    """The database refused a chunk: the lines before ``report.stopped_at`` are imported."""
+
+    def __init__(self, report: ImportReport, reason: str) -> None:
+        super().__init__(f"stopped at line {report.stopped_at}: {reason}")
+        self.report = report
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class ImportReport:
     kept_opted_out: int = 0  # consent asserted, but the person had opted out: left alone
     suppressed: int = 0  # consent asserted for a suppressed address: not subscribed
     errors: list[RowError] = field(default_factory=list)
+    stopped_at: int | None = None  # the first line not imported, when the database stopped it
 
     def add(self, other: ImportReport) -> None:
         """Fold in the counts (not the row total) of a committed chunk."""
@@ -84,6 +97,13 @@ class ImportReport:
         for channel, count in other.subscribed.items():
             self.subscribed[channel] += count
         self.errors.extend(other.errors)
+
+    def stop_at(self, chunk: list[ParsedRow]) -> None:
+        """Count only the lines before ``chunk``: the database refused it."""
+        self.stopped_at = chunk[0].line
+        later = [e for e in self.errors if e.line > self.stopped_at]
+        self.rows -= len(chunk) + len(later)
+        self.errors = [e for e in self.errors if e.line < self.stopped_at]
 
     @property
     def imported(self) -> int:
@@ -145,9 +165,14 @@ def _parse_row(
     line: int, row: dict[str, str], consent_default: frozenset[str], default_region: str
 ) -> ParsedRow | RowError:
     values = {k: v.strip() for k, v in row.items()}
-    too_long = [k for k, v in values.items() if len(v) > MAX_CELL]
-    if too_long:
-        return RowError(line, f"{too_long[0]} is longer than {MAX_CELL} characters")
+    for name, value in values.items():
+        limit = MAX_LENGTHS.get(name, MAX_CELL)
+        if len(value) > limit:
+            return RowError(line, f"{name} is longer than {limit} characters")
+        if "\x00" in value:
+            return RowError(line, f"{name} contains a NUL character")
+        if name not in KNOWN_COLUMNS and len(value.encode()) > MAX_FIELD_BYTES:
+            return RowError(line, f"{name} is longer than {MAX_FIELD_BYTES} bytes")
     phone = email = None
     if values.get("phone"):
         try:
@@ -198,7 +223,7 @@ def _parse_row(
 
 
 def import_members(
-    factory: sessionmaker[Session],
+    engine: Engine,
     *,
     huddle_slug: str,
     source: TextIO | Path,
@@ -206,15 +231,20 @@ def import_members(
     consent_channels: frozenset[str] = frozenset(),
     default_region: str = "US",
     actor: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
 ) -> ImportReport:
-    """Import a CSV into a huddle; returns what happened, row errors included."""
+    """Import a CSV into a huddle; returns what happened, row errors included.
+
+    Each chunk of rows commits on its own, so inbound texts never wait long for the database
+    while a big file goes in. If the database fails mid-file, the report says which lines went in
+    (``stopped_at``); running the same file again finishes it and changes nothing already done.
+    """
     if isinstance(source, Path):
         name = source_name or source.name
         with source.open(encoding="utf-8-sig", newline="") as handle:
             return import_members(
-                factory,
+                engine,
                 huddle_slug=huddle_slug,
                 source=handle,
                 source_name=name,
@@ -225,211 +255,175 @@ def import_members(
                 chunk_size=chunk_size,
             )
     name = source_name or "upload.csv"
-    with factory() as session:
-        huddle_id = get_huddle(session, huddle_slug).id
+    with Session(engine) as session:
+        huddle = get_huddle(session, huddle_slug)
+        huddle_id, scope = huddle.id, huddle.sender_key
     report = ImportReport()
-    chunk: list[ParsedRow] = []
-    rows = parse_rows(source, consent_default=consent_channels, default_region=default_region)
-    for item in _count(rows, report):
-        if isinstance(item, RowError):
-            report.errors.append(item)
-            continue
-        chunk.append(item)
-        if len(chunk) >= chunk_size:
-            _write_chunk(factory, huddle_id, chunk, source_name=name, actor=actor, report=report)
-            chunk = []
-            if progress:
-                progress(report.rows)
-    if chunk:
-        _write_chunk(factory, huddle_id, chunk, source_name=name, actor=actor, report=report)
-    if progress:
-        progress(report.rows)
+    parsed = parse_rows(source, consent_default=consent_channels, default_region=default_region)
+    with engine.connect() as conn:
+        with conn.begin():
+            _tune(conn)
+            merge.create_staging(conn)
+        statistics = _Statistics(conn)
+        try:
+            for batch in _read_ahead(_batches(parsed, chunk_size)):
+                report.rows += batch.read
+                report.errors.extend(batch.errors)
+                if batch.rows:
+                    _write_chunk(conn, batch.rows, huddle_id, scope, name, actor, report)
+                    statistics.follow(report.created)
+                if progress:
+                    progress(Progress(report.rows, _bytes_read(source)))
+        finally:
+            with conn.begin():
+                merge.drop_staging(conn)
     report.errors.sort(key=lambda e: e.line)
     return report
 
 
-def _count(
-    rows: Iterable[ParsedRow | RowError], report: ImportReport
-) -> Iterator[ParsedRow | RowError]:
-    for row in rows:
-        report.rows += 1
-        yield row
+@dataclass(frozen=True)
+class Progress:
+    rows: int
+    bytes_read: int | None  # of the file, when it is a file: for a progress bar
+
+
+def _bytes_read(source: TextIO) -> int | None:
+    buffer = getattr(source, "buffer", None)
+    try:
+        return buffer.tell() if buffer is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class _Batch:
+    rows: list[ParsedRow]  # valid ones
+    read: int  # lines read, valid or not
+    errors: list[RowError]
+
+
+def _batches(parsed: Iterable[ParsedRow | RowError], size: int) -> Iterator[_Batch]:
+    batch = _Batch([], 0, [])
+    for row in parsed:
+        batch.read += 1
+        if isinstance(row, RowError):
+            batch.errors.append(row)
+        else:
+            batch.rows.append(row)
+            if len(batch.rows) >= size:
+                yield batch
+                batch = _Batch([], 0, [])
+    if batch.read:
+        yield batch
+
+
+def _read_ahead(batches: Iterator[_Batch]) -> Iterator[_Batch]:
+    """Yield each batch while the next is read in a thread, so reading and writing overlap.
+
+    The database drivers let go of the interpreter while a statement runs; reading the file is
+    Python. One thread at a time advances the file, one batch ahead.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-read") as pool:
+        pending = pool.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(next, batches, None)
+            yield batch
+
+
+class _Statistics:
+    """Keep PostgreSQL's planner statistics up with an import that doubles the tables it grows.
+
+    Autovacuum catches up minutes later; until then the planner believes the members and
+    subscriptions tables are as small as they were and plans scans of what is now a million rows.
+    """
+
+    TABLES = "members, subscriptions, member_tags, member_fields"
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.enabled = conn.dialect.name == "postgresql"
+        self.members = 0
+        if self.enabled:
+            with conn.begin():
+                self.members = conn.execute(select(func.count()).select_from(Member)).scalar_one()
+        self.analyzed_at = self.members
+
+    def follow(self, created: int) -> None:
+        if self.enabled and self.members + created > 2 * self.analyzed_at:
+            with self.conn.begin():
+                self.conn.exec_driver_sql(f"ANALYZE {self.TABLES}")
+            self.analyzed_at = self.members + created
+
+
+def _tune(conn: Connection) -> None:
+    """A bigger page cache for this connection on SQLite: the members' indexes outgrow 2 MiB."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
 
 def _write_chunk(
-    factory: sessionmaker[Session],
-    huddle_id: int,
+    conn: Connection,
     chunk: list[ParsedRow],
-    *,
+    huddle_id: int,
+    scope: str,
     source_name: str,
     actor: str | None,
     report: ImportReport,
 ) -> None:
-    """Write a chunk in one transaction; if the database refuses it, retry row by row.
+    """Write a chunk in one transaction; if a concurrent writer got in the way, read it again.
 
     Counts go into a scratch report that is added to ``report`` only once its transaction has
-    committed, so a retried chunk is not counted twice.
+    committed, so a retried chunk is not counted twice. A chunk refused twice is written row by
+    row, so one conflicting row cannot take the others down with it. Any other refusal stops the
+    import: the lines before the chunk are in, and the report says so.
     """
-    try:
-        with factory() as session, session.begin():
-            partial = _apply_rows(session, huddle_id, chunk, source_name=source_name, actor=actor)
+    refusal: IntegrityError | None = None
+    for _attempt in range(2):
+        try:
+            with conn.begin():
+                partial = _merge(conn, chunk, huddle_id, scope, source_name, actor)
+        except IntegrityError as exc:
+            refusal = exc
+            continue
+        except DBAPIError as exc:
+            report.stop_at(chunk)
+            raise ImportStopped(report, str(exc.orig).strip()) from exc
         report.add(partial)
-    except IntegrityError:
-        # A concurrent writer took an address between our lookup and insert. Redo each row in
-        # its own transaction, so one conflicting row cannot take the others down with it.
-        for row in chunk:
-            try:
-                with factory() as session, session.begin():
-                    partial = _apply_rows(
-                        session, huddle_id, [row], source_name=source_name, actor=actor
-                    )
-                report.add(partial)
-            except IntegrityError as exc:
-                report.errors.append(
-                    RowError(row.line, f"conflicts with a concurrent change: {exc.orig}")
-                )
+        return
+    if len(chunk) == 1:
+        reason = str(refusal.orig if refusal else "").strip()
+        report.errors.append(
+            RowError(chunk[0].line, f"conflicts with a concurrent change: {reason}")
+        )
+        return
+    for row in chunk:
+        _write_chunk(conn, [row], huddle_id, scope, source_name, actor, report)
 
 
-def _apply_rows(
-    session: Session,
-    huddle_id: int,
+def _merge(
+    conn: Connection,
     rows: list[ParsedRow],
-    *,
+    huddle_id: int,
+    scope: str,
     source_name: str,
     actor: str | None,
 ) -> ImportReport:
-    report = ImportReport()
-    huddle = session.get_one(Huddle, huddle_id)
-    phones = {r.phone for r in rows if r.phone}
-    emails = {r.email for r in rows if r.email}
-    by_phone: dict[str, Member] = {}
-    by_email: dict[str, Member] = {}
-    if phones or emails:
-        for member in session.scalars(
-            select(Member).where(Member.phone.in_(phones) | Member.email.in_(emails))
-        ):
-            if member.phone:
-                by_phone[member.phone] = member
-            if member.email:
-                by_email[member.email] = member
-    suppressed = _suppressed_addresses(session, phones | emails, huddle.sender_key)
-
-    touched: list[tuple[ParsedRow, Member]] = []
-    for row in rows:
-        a = by_phone.get(row.phone) if row.phone else None
-        b = by_email.get(row.email) if row.email else None
-        if a is not None and b is not None and a is not b:
-            report.errors.append(
-                RowError(row.line, "phone and email belong to two different members")
-            )
-            continue
-        found = a or b
-        if found is None:
-            member = Member(created_at=utcnow())
-            session.add(member)
-            report.created += 1
-        else:
-            member = found
-            report.merged += 1
-        if row.phone and member.phone is None:
-            member.phone = row.phone
-        if row.email and member.email is None:
-            member.email = row.email
-        member.first_name = member.first_name or row.first_name
-        member.last_name = member.last_name or row.last_name
-        member.zip = member.zip or row.zip
-        if member.phone:
-            by_phone[member.phone] = member
-        if member.email:
-            by_email[member.email] = member
-        touched.append((row, member))
-    session.flush()
-
-    member_ids = {member.id for _, member in touched}
-    subscriptions = {
-        (row.member_id, row.channel): consent.SubscriptionState(*row)
-        for row in session.execute(
-            select(
-                Subscription.id,
-                Subscription.member_id,
-                Subscription.huddle_id,
-                Subscription.channel,
-                Subscription.state,
-                Subscription.conversation_step,
-            ).where(Subscription.huddle_id == huddle_id, Subscription.member_id.in_(member_ids))
-        )
-    }
-    tags: set[tuple[int, str]] = {
-        (member_id, tag)
-        for member_id, tag in session.execute(
-            select(MemberTag.member_id, MemberTag.tag).where(
-                MemberTag.huddle_id == huddle_id, MemberTag.member_id.in_(member_ids)
-            )
-        )
-    }
-    fields: set[tuple[int, str]] = {
-        (member_id, name)
-        for member_id, name in session.execute(
-            select(MemberField.member_id, MemberField.name).where(
-                MemberField.huddle_id == huddle_id, MemberField.member_id.in_(member_ids)
-            )
-        )
-    }
-    for row, member in touched:
-        for tag in row.tags:
-            if (member.id, tag) not in tags:
-                session.add(MemberTag(huddle_id=huddle_id, member_id=member.id, tag=tag))
-                tags.add((member.id, tag))
-        for name, value in row.fields.items():
-            if (member.id, name) not in fields:
-                session.add(
-                    MemberField(huddle_id=huddle_id, member_id=member.id, name=name, value=value)
-                )
-                fields.add((member.id, name))
-        for channel in sorted(row.consent):
-            address = consent.address_for(member, channel)
-            if address is None:
-                continue
-            existing = subscriptions.get((member.id, channel))
-            if existing is not None and existing.state == m.OPTED_OUT:
-                report.kept_opted_out += 1
-                continue
-            if existing is not None and existing.state == m.ACTIVE:
-                continue
-            if address in suppressed:
-                report.suppressed += 1
-                continue
-            consent.move_subscription(
-                session,
-                existing,
-                member_id=member.id,
-                huddle_id=huddle_id,
-                channel=channel,
-                address=address,
-                state=m.ACTIVE,
-                provenance=consent.Provenance(
-                    source=c.SOURCE_IMPORT, detail=f"{source_name} line {row.line}", actor=actor
-                ),
-            )
-            subscriptions[(member.id, channel)] = consent.SubscriptionState(
-                0, member.id, huddle_id, channel, m.ACTIVE, None
-            )  # a later row for the same person finds them subscribed
-            report.subscribed[channel] += 1
-    return report
-
-
-def _suppressed_addresses(session: Session, addresses: set[str], scope: str) -> set[str]:
-    if not addresses:
-        return set()
-    return set(
-        session.scalars(
-            select(Suppression.address).where(
-                Suppression.address.in_(addresses),
-                Suppression.scope.in_([c.ALL_SENDERS, scope]),
-                Suppression.lifted_at.is_(None),
-            )
-        )
+    partial = ImportReport()
+    resolved = merge.resolve(conn, rows)
+    partial.errors.extend(RowError(line, reason) for line, reason in resolved.conflicts)
+    partial.created = resolved.created
+    partial.merged = resolved.merged
+    merge.write(
+        conn,
+        resolved,
+        huddle_id=huddle_id,
+        scope=scope,
+        source_name=source_name,
+        actor=actor,
+        now=utcnow(),
+        report=partial,
     )
+    return partial
 
 
 def export_members(session: Session, huddle: Huddle, out: TextIO) -> int:

@@ -126,3 +126,29 @@ def test_normalize_checks_exactly_what_parse_checks(raw: str, region: str) -> No
         assert raised.value.reason == expected.reason
     else:
         assert normalize_phone(raw, region) == expected
+
+
+def _library_reading(raw: str, region: str) -> str | None:
+    """What phonenumbers alone makes of ``raw``: E.164 when possible and valid, else None."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@given(
+    st.one_of(us_numbers, st.integers(0, 9_999_999_999).map(lambda n: f"{n:010d}")),
+    st.sampled_from(["{d}", "({a}) {b}-{c}", "{a}.{b}.{c}", "+1 {a} {b} {c}", "1-{a}-{b}-{c}"]),
+    st.sampled_from(["US", "CA", "JM", "GB", "FR"]),
+)
+def test_north_american_shortcut_reads_numbers_as_the_library_does(
+    digits: str, pattern: str, region: str
+) -> None:
+    raw = pattern.format(d=digits, a=digits[:3], b=digits[3:6], c=digits[6:])
+    assert try_normalize_phone(raw, region) == _library_reading(raw, region)

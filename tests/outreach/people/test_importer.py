@@ -12,7 +12,12 @@ from outreach.models import ConsentEvent, Member, MemberField, MemberTag, Subscr
 from outreach.models import consent as c
 from outreach.models import members as m
 from outreach.people.huddles import create_huddle, get_huddle
-from outreach.people.importer import ImportFileError, export_members, import_members
+from outreach.people.importer import (
+    ImportFileError,
+    Progress,
+    export_members,
+    import_members,
+)
 
 GOOD_AND_BAD = """phone,email,first_name,last_name,zip,tags,language
 (617) 555-0101,maria@example.org,Maria,Lopez,02128,volunteer;canvasser,es
@@ -38,7 +43,7 @@ def huddle_slug(services: Services) -> str:
 
 def run_import(services: Services, text: str, consent_channels: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
     return import_members(
-        services.sessions,
+        services.engine,
         huddle_slug="logan",
         source=io.StringIO(text, newline=""),
         source_name="members.csv",
@@ -172,9 +177,9 @@ def test_large_import_reports_progress_and_chunks(
 ) -> None:
     path = tmp_path / "big.csv"
     path.write_text("phone\n" + "".join(f"+1617555{i:04d}\n" for i in range(2500)))
-    seen: list[int] = []
+    seen: list[Progress] = []
     report = import_members(
-        services.sessions,
+        services.engine,
         huddle_slug="logan",
         source=path,
         consent_channels=frozenset({m.SMS}),
@@ -182,7 +187,8 @@ def test_large_import_reports_progress_and_chunks(
         chunk_size=1000,
     )
     assert report.imported == 2500
-    assert seen == [1000, 2000, 2500]
+    assert [p.rows for p in seen] == [1000, 2000, 2500]
+    assert seen[-1].bytes_read == path.stat().st_size
     with services.sessions() as session:
         assert session.scalar(select(func.count(Subscription.id))) == 2500
         detail = session.scalars(
