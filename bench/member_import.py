@@ -192,9 +192,11 @@ def start_gunicorn(instance: BenchInstance, port: int) -> subprocess.Popen[bytes
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return process
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2),
+        ):
+            return process
         time.sleep(0.2)
     process.kill()
     raise RuntimeError((instance.tmp / "gunicorn.log").read_text()[-3000:])
@@ -310,7 +312,8 @@ def main() -> int:
                     )
         finally:
             if old is not None:
-                subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT)
+                remove = ["git", "worktree", "remove", "--force", str(old)]
+                subprocess.run(remove, cwd=ROOT, check=False)
     if table:
         print()
         print_table(

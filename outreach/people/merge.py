@@ -79,12 +79,13 @@ def resolve(conn: Connection, rows: Sequence[ParsedRow]) -> Resolved:
         if a is not None and b is not None and a is not b:
             conflicts.append((row.line, "phone and email belong to two different members"))
             continue
-        person = a or b
-        if person is None:
+        found = a or b
+        if found is None:
             person = Person(len(people), None, None, None, None, None, None)
             people.append(person)
             created += 1
         else:
+            person = found
             merged += 1
         _fill(person, row)
         if person.phone:
@@ -275,8 +276,9 @@ def _statements(channel: str, postgres: bool) -> tuple[TextClause, list[TextClau
     if postgres:
         write = f"""WITH moved AS ({upsert} RETURNING member_id)
             INSERT INTO {ledger_columns}
-            SELECT {ledger_values} FROM moved JOIN (SELECT p.k, p.member_id, p.{channel}_line AS line,
-                p.{address} AS address FROM import_people p) a ON a.member_id = moved.member_id
+            SELECT {ledger_values} FROM moved
+            JOIN (SELECT p.k, p.member_id, p.{channel}_line AS line, p.{address} AS address
+                FROM import_people p) a ON a.member_id = moved.member_id
             ORDER BY a.k"""
         return counts, [_typed(write)]
     ledger = f"""INSERT INTO {ledger_columns} SELECT {ledger_values}
