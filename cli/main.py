@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
 import click
+from redis.exceptions import RedisError
 
 from cli import runner
 from cli.campaigns import campaign
@@ -18,6 +20,8 @@ from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.app import migrate
 from outreach.consent import history
 from outreach.models import Member
+from outreach.models import imports as import_states
+from outreach.people import imports
 from outreach.people.huddles import HuddleError, create_huddle, get_huddle, list_huddles
 from outreach.people.importer import (
     ImportFileError,
@@ -167,8 +171,15 @@ def members() -> None:
     default="",
     help="Channels the organizer has consent for: sms, email or sms,email.",
 )
+@click.option(
+    "--background",
+    is_flag=True,
+    help="Store the file and let a worker import it; follow it with `members import-status`.",
+)
 @pass_ctx
-def members_import(ctx: Context, path: Path, huddle_slug: str, consent_text: str) -> None:
+def members_import(
+    ctx: Context, path: Path, huddle_slug: str, consent_text: str, background: bool
+) -> None:
     """Import members from a CSV.
 
     Columns: phone, email, first_name, last_name, zip, tags; optional sms_consent and
@@ -178,6 +189,9 @@ def members_import(ctx: Context, path: Path, huddle_slug: str, consent_text: str
         channels = parse_consent_option(consent_text)
     except ImportFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--consent") from None
+    if background:
+        _queue_import(ctx, path, huddle_slug, channels)
+        return
     show_progress = sys.stderr.isatty()
     with click.progressbar(
         length=path.stat().st_size,
@@ -228,6 +242,88 @@ def _print_import_report(report: ImportReport) -> None:
     )
     for error in report.errors:
         click.echo(f"line {error.line}: {error.reason}", err=True)
+
+
+def _queue_import(ctx: Context, path: Path, huddle_slug: str, channels: frozenset[str]) -> None:
+    from workers.jobs import enqueue_import  # noqa: PLC0415 - only this command needs the queue
+
+    try:
+        with path.open("rb") as upload:
+            import_id = imports.store(
+                ctx.services.sessions,
+                huddle_slug=huddle_slug,
+                upload=upload,
+                source_name=path.name,
+                consent_channels=channels,
+                default_region=ctx.settings.default_region,
+                actor="cli",
+            )
+    except (ImportFileError, HuddleError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        enqueue_import(import_id)
+    except RedisError:
+        click.echo("Redis is not answering: a worker's sweep will pick the import up.", err=True)
+    click.echo(
+        f"import {import_id} queued; follow it with: outreach members import-status {import_id}"
+    )
+
+
+@members.command("import-status")
+@click.argument("import_id", type=int, required=False)
+@click.option("--errors", "show_errors", is_flag=True, help="Print the row-error report.")
+@click.option("--wait", is_flag=True, help="Show progress until the import ends.")
+@pass_ctx
+def members_import_status(
+    ctx: Context, import_id: int | None, show_errors: bool, wait: bool
+) -> None:
+    """Where a background import stands (the recent ones, without an id)."""
+    if import_id is None:
+        with ctx.services.read_sessions() as session:
+            for item in imports.recent(session):
+                click.echo(
+                    f"{item.id}\t{item.state}\t{item.huddle_slug}\t{item.source_name}\t"
+                    f"{item.rows} rows\t{item.created_at:%Y-%m-%d %H:%M}"
+                )
+        return
+    current = _import_status(ctx, import_id)
+    if wait:
+        with click.progressbar(
+            length=100, label=f"import {import_id}", file=sys.stderr, show_pos=False
+        ) as bar:
+            while current.state in (import_states.QUEUED, import_states.RUNNING):
+                bar.update(current.percent - bar.pos)
+                time.sleep(1)
+                current = _import_status(ctx, import_id)
+            bar.update(100 - bar.pos)
+    click.echo(
+        f"import {current.id} ({current.source_name} into {current.huddle_slug}): "
+        f"{current.state}, {current.percent}%"
+    )
+    if current.reason:
+        click.echo(f"reason: {current.reason}")
+    click.echo(
+        f"{current.rows} rows: {current.imported} imported ({current.created} new, "
+        f"{current.merged} merged into existing), {current.error_count} rejected"
+    )
+    click.echo(
+        f"subscribed: sms {current.subscribed['sms']}, email {current.subscribed['email']}; "
+        f"left opted out: {current.kept_opted_out}; suppressed: {current.suppressed}"
+    )
+    if show_errors:
+        with ctx.services.read_sessions() as session:
+            for error in imports.errors(session, import_id):
+                click.echo(f"line {error.line}: {error.reason}")
+    if current.state == import_states.FAILED:
+        sys.exit(1)
+
+
+def _import_status(ctx: Context, import_id: int) -> imports.ImportStatus:
+    with ctx.services.read_sessions() as session:
+        try:
+            return imports.status(session, import_id)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @members.command("export")

@@ -32,6 +32,7 @@ from outreach.campaigns import email_sender, fanout, leases, reconcile, sms_send
 from outreach.campaigns.ratelimit import RateLimiter
 from outreach.models import Campaign
 from outreach.models import members as m
+from outreach.people import imports
 from outreach.providers import email_transport, sms_transport
 from outreach.providers.email import EmailTransport
 from outreach.providers.sandbox.email import (
@@ -44,7 +45,7 @@ from outreach.providers.sms import SmsTransport
 from outreach.providers.twilio.error_policy import parse_error_policy
 from outreach.sms import spool
 from workers import context
-from workers.queues import DEFAULT_QUEUE, SEND_QUEUE
+from workers.queues import DEFAULT_QUEUE, IMPORT_QUEUE, SEND_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ REPLAY_LIMIT = 1_000_000
 RESULT_TTL = 0  # results are in the database; keep Redis small
 SEND_JOB_PREFIX = "send-"  # send job ids: send-<campaign>-<first>-<last>-<random>
 LAUNCH_JOB_PREFIX = "launch-"  # launch job ids: launch-<campaign>-<random>
+IMPORT_JOB_PREFIX = "import-"  # member import job ids: import-<import>-<random>
+IMPORT_JOB_TIMEOUT = 6 * 3600  # a stopped import resumes where it was; this only bounds a hang
 LAUNCHING = "outreach:launching:"  # + campaign id: a lock held while its launch job runs
 
 _send_context: sms_sender.SendContext | None = None
@@ -199,6 +202,41 @@ def _campaign_of_job(job_id: str, prefix: str) -> int | None:
     return int(head) if job_id.startswith(prefix) and head.isdigit() else None
 
 
+def enqueue_import(import_id: int) -> None:
+    _queue(IMPORT_QUEUE).enqueue(
+        import_members,
+        import_id,
+        job_id=f"{IMPORT_JOB_PREFIX}{import_id}-{secrets.token_hex(4)}",
+        result_ttl=RESULT_TTL,
+        job_timeout=IMPORT_JOB_TIMEOUT,
+    )
+
+
+def import_members(import_id: int) -> str:
+    """Import a stored member file (``outreach.people.imports``) under this worker's lease."""
+    svc = context.services()
+    lease = context.lease()
+    timeout = svc.settings.worker_lease_timeout
+    runner = lease.hold(f"import-{import_id}") if lease else f"in-process:{secrets.token_hex(6)}"
+
+    def live_tokens() -> set[str]:
+        with svc.sessions() as session:
+            return leases.live_tokens(session, now=utcnow(), timeout=timeout)
+
+    try:
+        return imports.run(
+            svc.engine,
+            import_id,
+            runner=runner,
+            live_tokens=live_tokens,
+            timeout=timeout,
+            stop_requested=context.stop_requested,
+        )
+    finally:
+        if lease is not None:
+            lease.release()
+
+
 def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict[str, int]:
     """Send one range under this worker's lease (see ``outreach.campaigns.leases``)."""
     svc = context.services()
@@ -320,6 +358,7 @@ def sweep() -> dict[str, int]:
     timeout = svc.settings.worker_lease_timeout
     now = utcnow()
     stalled, launched = _give_jobs(now, timeout)
+    resumed = _give_imports(now, timeout)
     transports = {m.SMS: _thread_transport(), m.EMAIL: _thread_email_transport()}
     result = reconcile.reconcile_claims(svc.sessions, transports, now=now, lease_timeout=timeout)
     for campaign_id in sorted(result.campaigns):
@@ -334,6 +373,7 @@ def sweep() -> dict[str, int]:
         "waiting": result.waiting,
         "stalled": stalled,
         "launched": launched,
+        "imports": resumed,
         "completed": len(completed),
     }
 
@@ -366,6 +406,24 @@ def _give_jobs(now: datetime, timeout: float) -> tuple[int, int]:
             enqueue_launch(campaign_id)
             launched += 1
     return len(stalled), launched
+
+
+def _give_imports(now: datetime, timeout: float) -> int:
+    """Enqueue member imports that are due and have no job, or whose worker died."""
+    svc = context.services()
+    queued = {
+        _campaign_of_job(job_id, IMPORT_JOB_PREFIX) for job_id in _queue(IMPORT_QUEUE).get_job_ids()
+    }
+    with svc.sessions() as session:
+        live = leases.live_tokens(session, now=now, timeout=timeout)
+        waiting = imports.waiting(session, now=now, live_tokens=live, timeout=timeout)
+    given = 0
+    for import_id in waiting:
+        if import_id not in queued:
+            log.warning("member import %s had no worker: enqueued", import_id)
+            enqueue_import(import_id)
+            given += 1
+    return given
 
 
 def replay_twilio_spool() -> dict[str, int]:

@@ -78,10 +78,11 @@ class Lease:
             if self._holding == holding:
                 self._renewed = attempt
 
-    def hold(self, campaign_id: int) -> str:
-        """A token for a new send job, written before the job claims anything."""
+    def hold(self, subject: int | str) -> str:
+        """A token for a new job (a campaign's id, or what else it holds), written before the job
+        claims anything."""
         with self._lock:
-            token = f"{self.worker_id}:{campaign_id}:{next(self._numbers)}"
+            token = f"{self.worker_id}:{subject}:{next(self._numbers)}"
             attempt = self._monotonic()
             _write(self._factory, self.worker_id, token, self._now(), self._started)
             self._holding = token

@@ -11,6 +11,7 @@ from outreach.models.huddles import (
     Organizer,
     OrganizerHuddle,
 )
+from outreach.models.imports import MemberImport, MemberImportError, MemberImportPart
 from outreach.models.members import Member, MemberField, MemberTag, Subscription
 from outreach.models.messaging import EmailEvent, InboundMessage, OutboxMessage, StatusEvent
 from outreach.models.workers import WorkerLease
@@ -28,6 +29,9 @@ __all__ = [
     "JoinKeyword",
     "Member",
     "MemberField",
+    "MemberImport",
+    "MemberImportError",
+    "MemberImportPart",
     "MemberTag",
     "Organizer",
     "OrganizerHuddle",

@@ -89,7 +89,8 @@ class ImportReport:
     stopped_at: int | None = None  # the first line not imported, when the database stopped it
 
     def add(self, other: ImportReport) -> None:
-        """Fold in the counts (not the row total) of a committed chunk."""
+        """Fold in what a committed chunk did."""
+        self.rows += other.rows
         self.created += other.created
         self.merged += other.merged
         self.kept_opted_out += other.kept_opted_out
@@ -97,13 +98,6 @@ class ImportReport:
         for channel, count in other.subscribed.items():
             self.subscribed[channel] += count
         self.errors.extend(other.errors)
-
-    def stop_at(self, chunk: list[ParsedRow]) -> None:
-        """Count only the lines before ``chunk``: the database refused it."""
-        self.stopped_at = chunk[0].line
-        later = [e for e in self.errors if e.line > self.stopped_at]
-        self.rows -= len(chunk) + len(later)
-        self.errors = [e for e in self.errors if e.line < self.stopped_at]
 
     @property
     def imported(self) -> int:
@@ -121,10 +115,36 @@ def parse_consent_option(text: str | None) -> frozenset[str]:
 
 
 def parse_rows(
-    text: TextIO, *, consent_default: frozenset[str], default_region: str
+    text: TextIO, *, consent_default: frozenset[str], default_region: str, start_line: int = 0
 ) -> Iterator[ParsedRow | RowError]:
-    """Validate rows one by one; yields a ParsedRow or the RowError that explains the line."""
+    """Validate rows one by one; yields a ParsedRow or the RowError that explains the line.
+
+    Lines before ``start_line`` are skipped unread: an import resumed where it stopped.
+    """
     reader = csv.reader(text)
+    columns = read_header(reader)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if reader.line_num >= start_line:
+                yield RowError(reader.line_num, f"unreadable CSV: {exc}")
+            continue
+        line = reader.line_num
+        if line < start_line or not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(columns):
+            yield RowError(line, f"expected {len(columns)} cells, found {len(cells)}")
+            continue
+        yield _parse_row(
+            line, dict(zip(columns, cells, strict=True)), consent_default, default_region
+        )
+
+
+def read_header(reader: Iterator[list[str]]) -> list[str]:
+    """The column names, checked; raises ImportFileError for a file that cannot be imported."""
     try:
         header = next(reader)
     except StopIteration:
@@ -142,23 +162,7 @@ def parse_rows(
             raise ImportFileError(
                 f"column {col!r} is neither a known column nor a valid custom field name"
             )
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield RowError(reader.line_num, f"unreadable CSV: {exc}")
-            continue
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(columns):
-            yield RowError(line, f"expected {len(columns)} cells, found {len(cells)}")
-            continue
-        yield _parse_row(
-            line, dict(zip(columns, cells, strict=True)), consent_default, default_region
-        )
+    return columns
 
 
 def _parse_row(
@@ -232,6 +236,8 @@ def import_members(
     default_region: str = "US",
     actor: str | None = None,
     progress: Callable[[Progress], None] | None = None,
+    on_commit: Callable[[Connection, Checkpoint], None] | None = None,
+    start_line: int = 0,
     chunk_size: int = CHUNK_SIZE,
 ) -> ImportReport:
     """Import a CSV into a huddle; returns what happened, row errors included.
@@ -239,6 +245,8 @@ def import_members(
     Each chunk of rows commits on its own, so inbound texts never wait long for the database
     while a big file goes in. If the database fails mid-file, the report says which lines went in
     (``stopped_at``); running the same file again finishes it and changes nothing already done.
+    ``on_commit`` runs inside each chunk's transaction, so what it writes (where a background
+    import stands) commits with the chunk or not at all; ``start_line`` resumes from there.
     """
     if isinstance(source, Path):
         name = source_name or source.name
@@ -252,14 +260,20 @@ def import_members(
                 default_region=default_region,
                 actor=actor,
                 progress=progress,
+                on_commit=on_commit,
+                start_line=start_line,
                 chunk_size=chunk_size,
             )
-    name = source_name or "upload.csv"
     with Session(engine) as session:
         huddle = get_huddle(session, huddle_slug)
-        huddle_id, scope = huddle.id, huddle.sender_key
+        target = _Target(huddle.id, huddle.sender_key, source_name or "upload.csv", actor)
     report = ImportReport()
-    parsed = parse_rows(source, consent_default=consent_channels, default_region=default_region)
+    parsed = parse_rows(
+        source,
+        consent_default=consent_channels,
+        default_region=default_region,
+        start_line=start_line,
+    )
     with engine.connect() as conn:
         with conn.begin():
             _tune(conn)
@@ -267,13 +281,11 @@ def import_members(
         statistics = _Statistics(conn)
         try:
             for batch in _read_ahead(_batches(parsed, chunk_size)):
-                report.rows += batch.read
-                report.errors.extend(batch.errors)
-                if batch.rows:
-                    _write_chunk(conn, batch.rows, huddle_id, scope, name, actor, report)
-                    statistics.follow(report.created)
+                bytes_read = _bytes_read(source)
+                _write_batch(conn, batch, target, report, on_commit, bytes_read)
+                statistics.follow(report.created)
                 if progress:
-                    progress(Progress(report.rows, _bytes_read(source)))
+                    progress(Progress(report.rows, bytes_read))
         finally:
             with conn.begin():
                 merge.drop_staging(conn)
@@ -285,6 +297,23 @@ def import_members(
 class Progress:
     rows: int
     bytes_read: int | None  # of the file, when it is a file: for a progress bar
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What one committed chunk adds: its counts and row errors, and where the next one starts."""
+
+    next_line: int
+    bytes_read: int | None
+    added: ImportReport
+
+
+@dataclass(frozen=True)
+class _Target:
+    huddle_id: int
+    scope: str
+    source_name: str
+    actor: str | None
 
 
 def _bytes_read(source: TextIO) -> int | None:
@@ -300,12 +329,17 @@ class _Batch:
     rows: list[ParsedRow]  # valid ones
     read: int  # lines read, valid or not
     errors: list[RowError]
+    first_line: int = 0
+    last_line: int = 0
 
 
 def _batches(parsed: Iterable[ParsedRow | RowError], size: int) -> Iterator[_Batch]:
     batch = _Batch([], 0, [])
     for row in parsed:
+        if not batch.read:
+            batch.first_line = row.line
         batch.read += 1
+        batch.last_line = row.line
         if isinstance(row, RowError):
             batch.errors.append(row)
         else:
@@ -361,53 +395,63 @@ def _tune(conn: Connection) -> None:
         conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
 
-def _write_chunk(
+def _write_batch(
     conn: Connection,
-    chunk: list[ParsedRow],
-    huddle_id: int,
-    scope: str,
-    source_name: str,
-    actor: str | None,
+    batch: _Batch,
+    target: _Target,
     report: ImportReport,
+    on_commit: Callable[[Connection, Checkpoint], None] | None,
+    bytes_read: int | None,
 ) -> None:
-    """Write a chunk in one transaction; if a concurrent writer got in the way, read it again.
+    """Write a batch in one transaction; if a concurrent writer got in the way, read it again.
 
     Counts go into a scratch report that is added to ``report`` only once its transaction has
-    committed, so a retried chunk is not counted twice. A chunk refused twice is written row by
+    committed, so a retried batch is not counted twice. A batch refused twice is written row by
     row, so one conflicting row cannot take the others down with it. Any other refusal stops the
-    import: the lines before the chunk are in, and the report says so.
+    import: the lines before the batch are in, and the report says so.
     """
+    added = ImportReport(rows=batch.read, errors=list(batch.errors))
+    next_line = batch.last_line + 1
+    if batch.rows:
+        for _attempt in range(2):
+            try:
+                with conn.begin():
+                    partial = _merge(conn, batch.rows, target)
+                    partial.rows = batch.read
+                    partial.errors[:0] = batch.errors
+                    if on_commit:
+                        on_commit(conn, Checkpoint(next_line, bytes_read, partial))
+            except IntegrityError:
+                continue
+            except DBAPIError as exc:
+                report.stopped_at = batch.first_line
+                raise ImportStopped(report, str(exc.orig).strip()) from exc
+            report.add(partial)
+            return
+        for row in batch.rows:
+            added.add(_write_row(conn, row, target))
+    if on_commit:
+        with conn.begin():
+            on_commit(conn, Checkpoint(next_line, bytes_read, added))
+    report.add(added)
+
+
+def _write_row(conn: Connection, row: ParsedRow, target: _Target) -> ImportReport:
+    """One row of a batch that kept meeting concurrent writers, in its own transaction."""
     refusal: IntegrityError | None = None
     for _attempt in range(2):
         try:
             with conn.begin():
-                partial = _merge(conn, chunk, huddle_id, scope, source_name, actor)
+                return _merge(conn, [row], target)
         except IntegrityError as exc:
             refusal = exc
-            continue
-        except DBAPIError as exc:
-            report.stop_at(chunk)
-            raise ImportStopped(report, str(exc.orig).strip()) from exc
-        report.add(partial)
-        return
-    if len(chunk) == 1:
-        reason = str(refusal.orig if refusal else "").strip()
-        report.errors.append(
-            RowError(chunk[0].line, f"conflicts with a concurrent change: {reason}")
-        )
-        return
-    for row in chunk:
-        _write_chunk(conn, [row], huddle_id, scope, source_name, actor, report)
+    reason = str(refusal.orig if refusal else "").strip()
+    return ImportReport(
+        errors=[RowError(row.line, f"conflicts with a concurrent change: {reason}")]
+    )
 
 
-def _merge(
-    conn: Connection,
-    rows: list[ParsedRow],
-    huddle_id: int,
-    scope: str,
-    source_name: str,
-    actor: str | None,
-) -> ImportReport:
+def _merge(conn: Connection, rows: list[ParsedRow], target: _Target) -> ImportReport:
     partial = ImportReport()
     resolved = merge.resolve(conn, rows)
     partial.errors.extend(RowError(line, reason) for line, reason in resolved.conflicts)
@@ -416,10 +460,10 @@ def _merge(
     merge.write(
         conn,
         resolved,
-        huddle_id=huddle_id,
-        scope=scope,
-        source_name=source_name,
-        actor=actor,
+        huddle_id=target.huddle_id,
+        scope=target.scope,
+        source_name=target.source_name,
+        actor=target.actor,
         now=utcnow(),
         report=partial,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -122,3 +125,56 @@ def test_bad_configuration_is_a_clear_error(services: Services) -> None:
     )
     assert result.exit_code == 1
     assert "configuration: SMS_BACKEND must be sandbox or twilio" in result.output
+
+
+def test_a_background_import_is_done_by_a_worker_and_followed_by_its_status(
+    cli: CliRunner, services: Services, tmp_path: Path, test_env: dict[str, str]
+) -> None:
+    cli.invoke(
+        main, ["huddle", "create", "--slug", "logan", "--name", "Logan", "--keyword", "LOGAN"]
+    )
+    path = tmp_path / "people.csv"
+    path.write_text(CSV)
+    queued = cli.invoke(
+        main,
+        ["members", "import", str(path), "--huddle", "logan", "--consent", "sms", "--background"],
+    )
+    assert queued.exit_code == 0, queued.output
+    assert "import 1 queued" in queued.output
+    with services.read_sessions() as session:
+        assert session.scalar(select(func.count(Member.id))) == 0  # nothing until a worker runs
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "cli", "worker", "--burst"],
+        env={**os.environ, **test_env},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr.decode()[-2000:]
+
+    status = cli.invoke(main, ["members", "import-status", "1", "--errors", "--wait"])
+    assert status.exit_code == 0, status.output
+    assert "import 1 (people.csv into logan): done, 100%" in status.output
+    assert "4 rows: 3 imported (2 new, 1 merged into existing), 1 rejected" in status.output
+    assert "line 4: phone 'garbage'" in status.output
+    listed = cli.invoke(main, ["members", "import-status"])
+    assert listed.output.startswith("1\tdone\tlogan\tpeople.csv\t4 rows")
+    with services.read_sessions() as session:
+        details = set(session.scalars(select(ConsentEvent.detail)))
+    assert details == {"people.csv line 2", "people.csv line 3"}
+
+    refused = cli.invoke(
+        main, ["members", "import", str(tmp_path), "--huddle", "logan", "--background"]
+    )
+    assert refused.exit_code == 2  # a directory is not a file
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    nothing = cli.invoke(
+        main, ["members", "import", str(empty), "--huddle", "logan", "--background"]
+    )
+    assert nothing.exit_code == 1
+    assert "the file is empty" in nothing.output
+    missing = cli.invoke(main, ["members", "import-status", "99"])
+    assert missing.exit_code == 1
+    assert "no import 99" in missing.output

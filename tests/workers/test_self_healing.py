@@ -1,4 +1,4 @@
-"""Campaigns heal themselves: real worker processes killed, Redis restarted empty, STOP meanwhile.
+"""Campaigns and imports heal themselves: workers killed, Redis restarted empty, STOP meanwhile.
 
 Every test starts ``outreach worker`` as the Procfile does and repairs nothing by hand: the
 workers' leases, the sweep and the reconnect loop must bring the campaign to its end. The lease
@@ -7,6 +7,7 @@ timeout is 3 s here (``WORKER_LEASE_TIMEOUT``) so that a dead worker is noticed 
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -26,16 +27,19 @@ from sqlalchemy import func, select, text
 from outreach import campaigns
 from outreach.app.embedded_redis import EmbeddedRedis
 from outreach.app.services import Services
-from outreach.models import Delivery, Subscription, WorkerLease
+from outreach.models import ConsentEvent, Delivery, Member, Subscription, WorkerLease
 from outreach.models import campaigns as k
+from outreach.models import imports as import_states
 from outreach.models import members as m
+from outreach.people import imports
+from outreach.people.huddles import create_huddle
 from tests.conftest import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 from tests.fakes import FakeTwilio
 from tests.webhooks.twilio_helpers import Phone
 from tests.workers.campaign_helpers import SENDER, outbox_counts
 from tests.workers.test_worker_processes import launch
 from web.app import create_app
-from workers import context
+from workers import context, jobs
 
 LEASE_TIMEOUT = "3"
 
@@ -149,6 +153,58 @@ def test_one_of_two_workers_killed_the_survivor_finishes(
     wait_for("the campaign to complete", completed(services, campaign_id))
     assert_exactly_once(services, campaign_id, 300)
     assert leases(services) == 2  # the dead worker's stays until forgotten (after an hour)
+
+
+def _import_file(rows: int) -> bytes:
+    lines = ["phone,email,first_name,tags"]
+    lines += [
+        f"(617) {200 + i // 10000}-{i % 10000:04d},m{i}@example.org,Name{i},walk"
+        for i in range(rows)
+    ]
+    lines[rows // 2] = "not a phone,,,"
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_worker_killed_mid_import_another_finishes_it_from_the_next_line(
+    services: Services, worker_env: dict[str, str], workers: list[Worker]
+) -> None:
+    rows = 40_000
+    with services.sessions.begin() as session:
+        create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"], sender=SENDER)
+    import_id = imports.store(
+        services.sessions,
+        huddle_slug="logan",
+        upload=io.BytesIO(_import_file(rows)),
+        source_name="big.csv",
+        consent_channels={m.SMS},
+    )
+    jobs.enqueue_import(import_id)
+    workers.append(start_worker(worker_env))
+
+    def progress() -> tuple[str, int]:
+        with services.read_sessions() as session:
+            current = imports.status(session, import_id)
+        return current.state, current.rows
+
+    wait_for("the first chunk", lambda: progress()[1] > 0)
+    kill(workers[0])
+    state, rows_in = progress()
+    assert state == import_states.RUNNING
+    assert rows_in < rows, "it should have died mid-file"
+    workers.append(start_worker(worker_env))
+    try:
+        wait_for("the import to end", lambda: progress()[0] == import_states.DONE)
+    except AssertionError:
+        raise AssertionError(workers[1].log_tail()) from None
+
+    with services.read_sessions() as session:
+        done = imports.status(session, import_id)
+        members = session.scalar(select(func.count()).select_from(Member))
+        subscriptions = session.scalar(select(func.count()).select_from(Subscription))
+        ledger = session.scalar(select(func.count()).select_from(ConsentEvent))
+    assert done.attempts == 2
+    assert (done.rows, done.error_count) == (rows, 1)
+    assert done.created == members == subscriptions == ledger == rows - 1
 
 
 def test_a_sigterm_leaves_no_lease_behind(
