@@ -36,7 +36,7 @@ def test_a_lease_is_renewed_and_its_token_is_alive_until_the_timeout(services: S
     )
     assert lease.beat_every == 2.5
     lease.beat()
-    token = lease.hold(campaign_id=7)
+    token = lease.hold(7)
     assert token == "w1:7:1"
     assert leases.campaign_of(token) == 7
     with services.sessions() as session:
@@ -50,7 +50,7 @@ def test_a_lease_is_renewed_and_its_token_is_alive_until_the_timeout(services: S
     with services.sessions() as session:
         assert leases.live_tokens(session, now=clocks.now(), timeout=15) == set()
         assert session.scalar(select(WorkerLease.holding)) is None
-    assert lease.hold(campaign_id=7) == "w1:7:2"  # each job its own token
+    assert lease.hold(7) == "w1:7:2"  # each job its own token
 
 
 def test_a_worker_that_cannot_renew_stops_sending_before_it_can_be_called_dead(
@@ -61,7 +61,7 @@ def test_a_worker_that_cannot_renew_stops_sending_before_it_can_be_called_dead(
         services.sessions, "w1", now=clocks.now, timeout=15, monotonic=clocks.monotonic
     )
     assert not lease.may_send()  # no job holds it yet
-    lease.hold(campaign_id=1)
+    lease.hold(1)
     assert lease.may_send()
     clocks.advance(7.4)
     assert lease.may_send()
