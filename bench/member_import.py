@@ -110,7 +110,9 @@ def run_import(
     env = child_env(instance.env())
     env["PYTHONPATH"] = str(pythonpath)
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, check=True, cwd=pythonpath
+    )
     seconds = time.perf_counter() - started
     lines = done.stdout.strip().splitlines()
     peak_kib = int(lines[-1].split()[1])

@@ -16,6 +16,7 @@ from cli.campaigns import campaign
 from cli.context import Context, pass_ctx
 from cli.inbox import inbox
 from cli.segments import segment
+from cli.users import user
 from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.app import migrate
 from outreach.consent import history
@@ -415,6 +416,7 @@ def spool_retry(ctx: Context) -> None:
 main.add_command(campaign)
 main.add_command(inbox)
 main.add_command(segment)
+main.add_command(user)
 
 
 @main.command("seed-demo")

@@ -27,6 +27,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
         JOIN_RATE_LIMIT="5 per 10 minutes",  # join form submissions per IP
     )
     app.extensions[EXTENSION] = services
@@ -35,9 +38,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
-    from web import health, join, metrics, pages  # noqa: PLC0415 - blueprints import helpers
+    from web import auth, health, join, metrics, pages  # noqa: PLC0415 - blueprints import helpers
 
     metrics.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(join.bp)

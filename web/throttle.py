@@ -37,3 +37,11 @@ class Throttle:
         except redis.RedisError:
             return limit.get_expiry()
         return max(1, int(reset_at - time.time()) + 1)
+
+    def allows(self, limit: RateLimitItem, *identifiers: str) -> bool:
+        """Whether one more would be within ``limit``, without counting it."""
+        try:
+            return bool(self._limiter.test(limit, *identifiers))
+        except redis.RedisError:
+            log.exception("rate limit unavailable; letting the request through")
+            return True

@@ -1,16 +1,10 @@
 """The data model. Import models from here: ``from outreach.models import Member``."""
 
+from outreach.models.accounts import ApiToken, AuditEvent, Organizer, OrganizerHuddle
 from outreach.models.base import Base, UTCDateTime
 from outreach.models.campaigns import Campaign, Delivery, Segment
 from outreach.models.consent import ConsentEvent, Suppression
-from outreach.models.huddles import (
-    ApiToken,
-    Huddle,
-    HuddleDirectoryStamp,
-    JoinKeyword,
-    Organizer,
-    OrganizerHuddle,
-)
+from outreach.models.huddles import Huddle, HuddleDirectoryStamp, JoinKeyword
 from outreach.models.imports import MemberImport, MemberImportError, MemberImportPart
 from outreach.models.members import Member, MemberField, MemberTag, Subscription
 from outreach.models.messaging import EmailEvent, InboundMessage, OutboxMessage, StatusEvent
@@ -18,6 +12,7 @@ from outreach.models.workers import WorkerLease
 
 __all__ = [
     "ApiToken",
+    "AuditEvent",
     "Base",
     "Campaign",
     "ConsentEvent",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from outreach.app.clock import utcnow
@@ -78,40 +78,3 @@ class JoinKeyword(Base):
     keyword: Mapped[str] = mapped_column(String(40), unique=True)
 
     huddle: Mapped[Huddle] = relationship(back_populates="keywords")
-
-
-class Organizer(Base):
-    """A person who runs one or more huddles. Access is granted per huddle (OrganizerHuddle)."""
-
-    __tablename__ = "organizers"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    password_hash: Mapped[str | None] = mapped_column(String(255))
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class OrganizerHuddle(Base):
-    __tablename__ = "organizer_huddles"
-
-    organizer_id: Mapped[int] = mapped_column(
-        ForeignKey("organizers.id", ondelete="CASCADE"), primary_key=True
-    )
-    huddle_id: Mapped[int] = mapped_column(
-        ForeignKey("huddles.id", ondelete="CASCADE"), primary_key=True
-    )
-    role: Mapped[str] = mapped_column(String(20), default="organizer")
-
-
-class ApiToken(Base):
-    __tablename__ = "api_tokens"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    organizer_id: Mapped[int] = mapped_column(ForeignKey("organizers.id", ondelete="CASCADE"))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    label: Mapped[str] = mapped_column(String(100), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    use_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -178,3 +178,67 @@ def test_a_background_import_is_done_by_a_worker_and_followed_by_its_status(
     missing = cli.invoke(main, ["members", "import-status", "99"])
     assert missing.exit_code == 1
     assert "no import 99" in missing.output
+
+
+def test_user_commands_create_grant_token_and_disable(cli: CliRunner, services: Services) -> None:
+    cli.invoke(
+        main, ["huddle", "create", "--slug", "logan", "--name", "Logan", "--keyword", "LOGAN"]
+    )
+    made = cli.invoke(
+        main,
+        ["user", "create", "--email", "lee@example.org", "--huddle", "logan", "--password-stdin"],
+        input="correct horse battery\n",
+    )
+    assert made.exit_code == 0, made.output
+    assert "created lee@example.org (organizer of logan)" in made.output
+    prompted = cli.invoke(
+        main,
+        ["user", "create", "--email", "boss@example.org", "--admin"],
+        input="correct horse battery\ncorrect horse battery\n",
+    )
+    assert prompted.exit_code == 0, prompted.output
+    short = cli.invoke(
+        main,
+        ["user", "create", "--email", "x@example.org", "--admin", "--password-stdin"],
+        input="short\n",
+    )
+    assert short.exit_code == 1
+    assert "at least 10 characters" in short.output
+    nothing = cli.invoke(main, ["user", "create", "--email", "y@example.org"], input="")
+    assert nothing.exit_code == 2
+    assert "--admin, or the huddles" in nothing.output
+
+    assert (
+        cli.invoke(
+            main,
+            [
+                "user",
+                "grant",
+                "--email",
+                "lee@example.org",
+                "--huddle",
+                "logan",
+                "--role",
+                "responder",
+            ],
+        ).exit_code
+        == 0
+    )
+    listed = cli.invoke(main, ["user", "list"]).output
+    assert "boss@example.org\tboss\tadmin" in listed
+    assert "lee@example.org\tlee\tresponder of logan" in listed
+
+    token = cli.invoke(main, ["user", "token", "--email", "lee@example.org", "--name", "crm"])
+    assert token.exit_code == 0
+    assert token.output.startswith("hot_")
+    assert "1\tcrm\t" in cli.invoke(main, ["user", "tokens", "--email", "lee@example.org"]).output
+    assert (
+        cli.invoke(main, ["user", "revoke-token", "--email", "lee@example.org", "1"]).exit_code == 0
+    )
+    again = cli.invoke(main, ["user", "revoke-token", "--email", "lee@example.org", "1"])
+    assert again.exit_code == 1
+    assert cli.invoke(main, ["user", "disable", "--email", "lee@example.org"]).exit_code == 0
+    assert "(disabled)" in cli.invoke(main, ["user", "list"]).output
+    missing = cli.invoke(main, ["user", "disable", "--email", "who@example.org"])
+    assert missing.exit_code == 1
+    assert "no user who@example.org" in missing.output

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
-import pytest
 from flask.testing import FlaskClient
 
 from outreach.app.services import Services
@@ -46,27 +43,3 @@ def test_healthz_says_which_part_is_down(services: Services) -> None:
     assert response.status_code == 503
     assert response.json["checks"]["database"] == "ok"
     assert response.json["checks"]["redis"].startswith("error")
-
-
-def test_dashboard_home_lists_huddles(client: FlaskClient, services: Services) -> None:
-    from outreach.people.huddles import create_huddle
-
-    assert "No huddles yet" in client.get("/").get_data(as_text=True)
-    with services.sessions.begin() as session:
-        create_huddle(session, slug="logan", name="Logan Huddle", keywords=["LOGAN"])
-    assert "Logan Huddle" in client.get("/").get_data(as_text=True)
-
-
-def test_dashboard_home_lists_nothing_in_production(
-    services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from outreach.people.huddles import create_huddle
-
-    with services.sessions.begin() as session:
-        create_huddle(session, slug="logan", name="Logan Huddle", keywords=["LOGAN"])
-    production = dataclasses.replace(services.settings, environment="production")
-    monkeypatch.setattr(services, "settings", production)
-    page = create_app(production, services).test_client().get("/").get_data(as_text=True)
-    assert "needs a sign-in" in page
-    assert "Logan Huddle" not in page
-    assert "logan" not in page

@@ -1,0 +1,33 @@
+"""Passwords, hashed with argon2id (argon2-cffi's defaults, the RFC 9106 low-memory profile)."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+MIN_LENGTH = 10
+_hasher = PasswordHasher()
+# Checked when the email is unknown, so a wrong email costs what a wrong password does.
+_DUMMY_HASH = _hasher.hash("not anybody's password")
+
+
+class WeakPassword(ValueError):
+    pass
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_LENGTH:
+        raise WeakPassword(f"a password needs at least {MIN_LENGTH} characters")
+    return _hasher.hash(password)
+
+
+def verify(stored: str | None, password: str, hasher: PasswordHasher = _hasher) -> bool:
+    """True if ``password`` matches; with no stored hash, the same work for a False."""
+    try:
+        return hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    return _hasher.check_needs_rehash(stored)
