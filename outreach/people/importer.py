@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ MAX_LENGTHS = {"first_name": 100, "last_name": 100}  # the members table's colum
 MAX_FIELD_BYTES = 2000  # a custom field's value is indexed; PostgreSQL's limit is about 2.7 KB
 CHUNK_SIZE = 5000
 SQLITE_CACHE_KIB = 32 * 1024
+SQLITE_PAUSE = 0.01  # seconds between chunks, longer than a waiting BEGIN's poll (app.db)
 
 
 class ImportFileError(ValueError):
@@ -279,10 +281,12 @@ def import_members(
             _tune(conn)
             merge.create_staging(conn)
         statistics = _Statistics(conn)
+        pause = SQLITE_PAUSE if conn.dialect.name == "sqlite" else 0.0
         try:
             for batch in _read_ahead(_batches(parsed, chunk_size)):
                 bytes_read = _bytes_read(source)
                 _write_batch(conn, batch, target, report, on_commit, bytes_read)
+                time.sleep(pause)  # the write lock is free: a waiting STOP takes it now
                 statistics.follow(report.created)
                 if progress:
                     progress(Progress(report.rows, bytes_read))

@@ -45,9 +45,6 @@ def test_begin_waits_for_the_write_lock_then_sees_the_other_commit(engine: Engin
         waited = time.monotonic() - started
         # BEGIN IMMEDIATE returned only once the holder committed: its row is visible.
         assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
-        # SQLite's own busy timeout is what BEGIN waited with.
-        busy = connection.execute(text("PRAGMA busy_timeout")).scalar_one()
-        assert busy == db.BUSY_TIMEOUT * 1000
         connection.execute(text("INSERT INTO t VALUES (2)"))
     holder.join()
     assert waited >= 0.2
@@ -66,10 +63,41 @@ def test_begin_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
         assert time.monotonic() - started >= 0.15
     finally:
         holder.join()
-    # The connection that gave up is usable again, with its busy timeout.
+    # The connection that gave up is usable again.
     with engine.begin() as connection:
-        assert connection.execute(text("PRAGMA busy_timeout")).scalar_one() == 200
         assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+
+
+def test_a_waiting_begin_gets_the_lock_in_a_gap_of_a_few_milliseconds(tmp_path: Path) -> None:
+    """A writer that lets go for 10 ms between long transactions (an import's chunks) lets in
+    the one waiting at its next gap: SQLite's own handler would be sleeping 100 ms at a time by
+    then, and miss gap after gap."""
+    engine = _engine_with_table(tmp_path / "gap.db")
+    stop = threading.Event()
+    committed: list[int] = []
+
+    def importer() -> None:
+        while not stop.is_set():
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO t VALUES (0)"))
+                stop.wait(0.4)
+            committed.append(1)
+            time.sleep(0.01)
+
+    holder = threading.Thread(target=importer)
+    holder.start()
+    try:
+        passed_while_waiting = []
+        for _ in range(3):
+            time.sleep(0.05)  # arrive while the importer holds the lock
+            before = len(committed)
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO t VALUES (1)"))
+            passed_while_waiting.append(len(committed) - before)
+    finally:
+        stop.set()
+        holder.join()
+    assert max(passed_while_waiting) <= 1, passed_while_waiting
 
 
 def test_a_read_only_session_holds_no_lock_and_cannot_write(tmp_path: Path) -> None:
