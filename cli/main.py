@@ -266,7 +266,7 @@ def _queue_import(ctx: Context, path: Path, huddle_slug: str, channels: frozense
     except RedisError:
         click.echo("Redis is not answering: a worker's sweep will pick the import up.", err=True)
     click.echo(
-        f"import {import_id} queued; follow it with: outreach members import-status {import_id}"
+        f"import {import_id} queued; follow it: outreach members import-status {import_id} --wait"
     )
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from rq import Queue
 from sqlalchemy import func, select, update
 
 from outreach.app.clock import utcnow
@@ -247,3 +250,92 @@ def test_a_file_over_the_limit_is_refused_and_nothing_is_kept(
         store(services, member_csv(), max_bytes=1000, part_bytes=300)
     with services.read_sessions() as session:
         assert session.scalar(select(func.count()).select_from(MemberImportPart)) == 0
+
+
+def test_the_sweep_gives_a_job_to_an_import_that_has_none_and_only_one(
+    services: Services, huddle: str
+) -> None:
+    from workers import jobs
+    from workers.queues import IMPORT_QUEUE
+
+    queue = Queue(IMPORT_QUEUE, connection=services.redis)
+    stored = store(services, member_csv())  # stored, but the enqueue never happened
+    assert jobs.sweep()["imports"] == 1
+    assert jobs.sweep()["imports"] == 0  # its job is on the queue now
+    assert len(queue.get_job_ids()) == 1
+    queue.empty()
+    with services.sessions.begin() as session:  # a worker died running it, long ago
+        session.execute(
+            update(MemberImport).values(
+                state=states.RUNNING,
+                runner="gone:import-1:1",
+                updated_at=utcnow() - timedelta(minutes=5),
+            )
+        )
+    assert jobs.sweep()["imports"] == 1
+    (job_id,) = queue.get_job_ids()
+    assert job_id.startswith(f"import-{stored}-")
+
+
+@contextmanager
+def members_refused(services: Services) -> Iterator[None]:
+    """A trigger makes the database refuse every new member, as a full disk or a bad migration
+    would: an error that is not a conflict, so the import stops instead of going row by row."""
+    with services.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION "
+                "'refused by a test' USING ERRCODE = 'XX000'; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON members FOR EACH ROW "
+                "EXECUTE FUNCTION refuse()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON members "
+                "BEGIN SELECT refused_by_a_test(); END"
+            )
+    try:
+        yield
+    finally:
+        with services.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "DROP TRIGGER refuse" + (" ON members" if conn.dialect.name == "postgresql" else "")
+            )
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("DROP FUNCTION refuse()")
+
+
+def test_a_chunk_the_database_refuses_is_tried_again_later_then_the_import_fails(
+    services: Services, huddle: str
+) -> None:
+    import_id = store(services, member_csv())
+    outcomes = []
+    with members_refused(services):
+        for attempt in range(1, imports.MAX_ATTEMPTS + 1):
+            outcomes.append(
+                imports.run(
+                    services.engine,
+                    import_id,
+                    runner=f"w{attempt}",
+                    live_tokens=set,
+                    timeout=15,
+                    chunk_size=CHUNK,
+                )
+            )
+            with services.read_sessions() as session:
+                row = session.get(MemberImport, import_id)
+            assert row is not None
+            assert row.attempts == attempt
+            assert row.reason is not None
+            assert "refused_by_a_test" in row.reason or "refused by a test" in row.reason
+            if attempt < imports.MAX_ATTEMPTS:
+                wait = imports.RETRY_AFTER * 2 ** (attempt - 1)
+                assert row.not_before is not None
+                assert row.not_before > utcnow() + wait - timedelta(seconds=5)
+                with services.sessions.begin() as session:  # its time has come
+                    session.execute(update(MemberImport).values(not_before=None))
+    assert outcomes == [states.QUEUED] * (imports.MAX_ATTEMPTS - 1) + [states.FAILED]
+    assert row.state == states.FAILED
+    assert totals(services) == (0, 0, 0)
