@@ -9,25 +9,18 @@ password is checked, so guessing costs the guesser a minute per nine tries.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import (
-    LoginManager,
-    UserMixin,
-    current_user,
-    login_required,
-    login_user,
-    logout_user,
-)
+from flask_login import LoginManager, current_user, login_user, logout_user
 from limits import parse
 
 from outreach.accounts import audit, users
-from outreach.accounts.access import Access, access_of
+from outreach.accounts.access import access_of
 from outreach.addresses.emails import mask_email
 from outreach.models import Organizer
+from web.access import SIGNED_IN, SignedIn, public, requires, signed_in
 from web.extensions import services, throttle
 
 log = logging.getLogger(__name__)
@@ -40,25 +33,6 @@ login_manager.session_protection = "basic"
 
 FAILURES_PER_EMAIL = parse("9 per minute")
 FAILURES_PER_CLIENT = parse("30 per minute")
-
-
-@dataclass(frozen=True)
-class SignedIn(UserMixin):
-    """The organizer of this request and what they may see."""
-
-    organizer_id: int
-    session_version: int
-    name: str
-    access: Access
-
-    def get_id(self) -> str:
-        return f"{self.organizer_id}.{self.session_version}"
-
-
-def signed_in() -> SignedIn:
-    """The organizer of a ``login_required`` view."""
-    user: SignedIn = current_user._get_current_object()
-    return user
 
 
 def init_app(app: Flask) -> None:
@@ -92,6 +66,7 @@ def _signed_in(session: object, organizer: Organizer) -> SignedIn:
 
 
 @bp.get("/login")
+@public("the sign-in form")
 def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("pages.home"))
@@ -99,6 +74,7 @@ def login() -> ResponseReturnValue:
 
 
 @bp.post("/login")
+@public("signing in")
 def login_submit() -> ResponseReturnValue:
     email = request.form.get("email", "").strip()[:254]
     password = request.form.get("password", "")[:1024]
@@ -141,7 +117,7 @@ def login_submit() -> ResponseReturnValue:
 
 
 @bp.post("/logout")
-@login_required
+@requires(SIGNED_IN)
 def logout() -> ResponseReturnValue:
     who = signed_in()
     with services().sessions.begin() as session:

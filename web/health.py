@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
 from outreach.sms import spool
+from web.access import public
 from web.extensions import services
 
 bp = Blueprint("health", __name__)
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
+@public("the platform's health check: up or down, nothing more")
 def healthz() -> ResponseReturnValue:
     svc = services()
     checks: dict[str, str] = {}

@@ -18,6 +18,7 @@ from outreach import join as wj
 from outreach.addresses.emails import mask_email
 from outreach.models import Huddle
 from outreach.people.huddles import HuddleError, get_huddle
+from web.access import public
 from web.extensions import csrf, services, throttle
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def _form_page(
 
 
 @bp.get("/join/<slug>")
+@public("a huddle's join form")
 def form(slug: str) -> ResponseReturnValue:
     huddle = _huddle(slug)
     if huddle is None:
@@ -77,6 +79,7 @@ def form(slug: str) -> ResponseReturnValue:
 
 
 @bp.post("/join/<slug>")
+@public("joining, throttled per client")
 def submit(slug: str) -> ResponseReturnValue:
     huddle = _huddle(slug)
     if huddle is None:
@@ -167,6 +170,7 @@ def _expired(error: CSRFError) -> ResponseReturnValue:
 
 
 @bp.get("/join/<slug>/confirm/<token>")
+@public("an emailed confirmation link, signed")
 def confirm_page(slug: str, token: str) -> ResponseReturnValue:
     """The link in the email: a page with one button, and nothing changed yet.
 
@@ -182,6 +186,7 @@ def confirm_page(slug: str, token: str) -> ResponseReturnValue:
 
 
 @bp.post("/join/<slug>/confirm/<token>")
+@public("confirming, with the signed link")
 @csrf.exempt  # the signed token in the URL is the credential (as for unsubscribe links)
 def confirm(slug: str, token: str) -> ResponseReturnValue:
     try:

@@ -39,6 +39,7 @@ from outreach.campaigns.ratelimit import WAIT_METRIC
 from outreach.models import Campaign, Delivery
 from outreach.models import campaigns as k
 from outreach.sms import spool
+from web.access import public
 from web.extensions import services
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def _count(response: Response) -> Response:
 
 
 @bp.get("/metrics")
+@public("Prometheus, behind METRICS_TOKEN when it is set")
 def metrics() -> Response:
     svc = services()
     token = svc.settings.metrics_token

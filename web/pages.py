@@ -1,22 +1,22 @@
-"""Dashboard pages. For now the home page: the huddles the signed-in organizer may see."""
+"""Dashboard pages: the huddles the signed-in organizer may see; the audit log for admins."""
 
 from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
-from flask_login import login_required
 from sqlalchemy import func, select
 
-from outreach.accounts.access import INBOX
+from outreach.accounts import audit
+from outreach.accounts.access import INBOX, USERS
 from outreach.models import Huddle, Subscription
-from web.auth import signed_in
+from web.access import SIGNED_IN, requires, signed_in
 from web.extensions import services
 
 bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
-@login_required
+@requires(SIGNED_IN)
 def home() -> ResponseReturnValue:
     access = signed_in().access
     with services().read_sessions() as session:
@@ -30,3 +30,13 @@ def home() -> ResponseReturnValue:
             query = query.where(Huddle.id.in_(access.huddle_ids(INBOX)))
         rows = session.execute(query).all()
     return render_template("dashboard/home.html", huddles=rows, is_admin=access.is_admin)
+
+
+@bp.get("/audit")
+@requires(USERS)
+def audit_log() -> ResponseReturnValue:
+    """What organizers did, newest first: for admins."""
+    with services().read_sessions() as session:
+        events = audit.recent(session, limit=200)
+        slugs = dict(session.execute(select(Huddle.id, Huddle.slug)).all())
+    return render_template("dashboard/audit.html", events=events, slugs=slugs)
