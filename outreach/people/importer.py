@@ -42,6 +42,7 @@ _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 MAX_CELL = 1000
 MAX_LENGTHS = {"first_name": 100, "last_name": 100}  # the members table's columns
 MAX_FIELD_BYTES = 2000  # a custom field's value is indexed; PostgreSQL's limit is about 2.7 KB
+SHORTEST_LIMIT = min(*MAX_LENGTHS.values(), MAX_CELL, MAX_FIELD_BYTES // 4)  # in characters
 CHUNK_SIZE = 5000
 SQLITE_CACHE_KIB = 32 * 1024
 SQLITE_PAUSE = 0.01  # seconds between chunks, longer than a waiting BEGIN's poll (app.db)
@@ -167,10 +168,7 @@ def read_header(reader: Iterator[list[str]]) -> list[str]:
     return columns
 
 
-def _parse_row(
-    line: int, row: dict[str, str], consent_default: frozenset[str], default_region: str
-) -> ParsedRow | RowError:
-    values = {k: v.strip() for k, v in row.items()}
+def _over_a_limit(line: int, values: dict[str, str]) -> RowError | None:
     for name, value in values.items():
         limit = MAX_LENGTHS.get(name, MAX_CELL)
         if len(value) > limit:
@@ -179,6 +177,18 @@ def _parse_row(
             return RowError(line, f"{name} contains a NUL character")
         if name not in KNOWN_COLUMNS and len(value.encode()) > MAX_FIELD_BYTES:
             return RowError(line, f"{name} is longer than {MAX_FIELD_BYTES} bytes")
+    return None
+
+
+def _parse_row(
+    line: int, row: dict[str, str], consent_default: frozenset[str], default_region: str
+) -> ParsedRow | RowError:
+    values = {k: v.strip() for k, v in row.items()}
+    joined = "".join(values.values())
+    if len(joined) > SHORTEST_LIMIT or "\x00" in joined:  # else no cell can be over a limit
+        refused = _over_a_limit(line, values)
+        if refused is not None:
+            return refused
     phone = email = None
     if values.get("phone"):
         try:

@@ -83,13 +83,15 @@ def resolve(conn: Connection, rows: Sequence[ParsedRow]) -> Resolved:
             continue
         found = a or b
         if found is None:
-            person = Person(len(people), None, None, None, None, None, None)
+            person = Person(
+                len(people), None, row.phone, row.email, row.first_name, row.last_name, row.zip
+            )
             people.append(person)
             created += 1
         else:
             person = found
             merged += 1
-        _fill(person, row)
+            _fill(person, row)
         if person.phone:
             by_phone[person.phone] = person
         if person.email:

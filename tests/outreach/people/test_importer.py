@@ -209,3 +209,27 @@ def test_export_round_trips_and_defuses_formulas(services: Services, huddle_slug
     lines = out.getvalue().splitlines()
     assert lines[0] == "phone,email,first_name,last_name,zip,tags,sms_status,email_status"
     assert lines[1] == "+16175550101,,'=HYPERLINK(1),,,a;b,active,"
+
+
+def test_cells_postgresql_would_refuse_are_row_errors_and_the_rest_go_in(
+    services: Services, huddle_slug: str
+) -> None:
+    long_name = "A" * 101
+    text = (
+        "phone,first_name,last_name,note\n"
+        "6175550101,Maria,Lopez,ok\n"
+        f"6175550102,{long_name},Lee,ok\n"
+        "6175550103,Sam,Le\x00e,ok\n"
+        f"6175550104,Ana,Ng,{'€' * 700}\n"  # 700 characters, 2,100 bytes
+        f"6175550105,{'B' * 100},Kim,{'x' * 1000}\n"  # at the limits: fine
+    )
+    report = run_import(services, text)
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (3, "first_name is longer than 100 characters"),
+        (4, "last_name contains a NUL character"),
+        (5, "note is longer than 2000 bytes"),
+    ]
+    assert report.created == 2
+    with services.read_sessions() as session:
+        names = set(session.scalars(select(Member.first_name)))
+    assert names == {"Maria", "B" * 100}
