@@ -259,7 +259,8 @@ def _suppressed() -> str:
 
 
 def _statements(channel: str, postgres: bool) -> tuple[TextClause, list[TextClause]]:
-    """The count of refusals, and the statements that subscribe and write the ledger rows.
+    """The counts (opted out, suppressed, to subscribe), and the statements that subscribe and
+    write the ledger rows.
 
     The ledger rows are exactly the subscriptions that moved. PostgreSQL writes them from what the
     upsert returns, in one statement, so a STOP committed meanwhile is never overwritten nor
@@ -273,7 +274,8 @@ def _statements(channel: str, postgres: bool) -> tuple[TextClause, list[TextClau
     counts = text(
         f"""SELECT
             coalesce(sum(CASE WHEN a.state = '{m.OPTED_OUT}' THEN 1 ELSE 0 END), 0),
-            coalesce(sum(CASE WHEN {movable} AND {suppressed} THEN 1 ELSE 0 END), 0)
+            coalesce(sum(CASE WHEN {movable} AND {suppressed} THEN 1 ELSE 0 END), 0),
+            coalesce(sum(CASE WHEN {movable} AND NOT {suppressed} THEN 1 ELSE 0 END), 0)
         {asserted}"""
     )
     upsert = f"""INSERT INTO subscriptions (member_id, huddle_id, channel, state, created_at,
@@ -340,8 +342,10 @@ def write(
         if not any(channel in p.consent_lines for p in resolved.people):
             continue
         counts, statements = _statements(channel, postgres)
-        opted_out, suppressed = conn.execute(counts, params).one()
+        opted_out, suppressed, movable = conn.execute(counts, params).one()
         report.kept_opted_out += int(opted_out)
         report.suppressed += int(suppressed)
+        if not movable:  # a re-import: everyone asserted is subscribed already
+            continue
         moved = [conn.execute(statement, params).rowcount for statement in statements]
         report.subscribed[channel] += moved[0]
