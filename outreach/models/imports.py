@@ -10,11 +10,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 from outreach.app.clock import utcnow
 from outreach.models.base import Base, UTCDateTime
 
+STORING = "storing"  # the file is being stored: no worker takes it yet
 QUEUED = "queued"  # waiting for a worker (first time, or again after a worker died)
 RUNNING = "running"
 DONE = "done"
 FAILED = "failed"  # the file cannot be imported, or the database refused it too many times
-IMPORT_STATES = (QUEUED, RUNNING, DONE, FAILED)
+IMPORT_STATES = (STORING, QUEUED, RUNNING, DONE, FAILED)
 
 
 class MemberImport(Base):

@@ -104,8 +104,8 @@ def store(
     """Keep an uploaded CSV for a worker to import; returns the import's id.
 
     The header is checked now, so a file that cannot be imported at all is refused at once;
-    every row is checked by the worker and reported by line. ``upload`` should be local (a file,
-    or an upload the web server has spooled): the parts are written in one transaction.
+    every row is checked by the worker and reported by line. The import is ``storing`` until the
+    last part is in; a failed upload deletes what it stored.
     """
     unknown = set(consent_channels) - set(m.CHANNELS)
     if unknown:
@@ -121,7 +121,7 @@ def store(
             consent_channels=sorted(consent_channels),
             default_region=default_region,
             actor=actor,
-            state=states.QUEUED,
+            state=states.STORING,
             size_bytes=0,
             bytes_read=0,
             next_line=0,
@@ -139,19 +139,31 @@ def store(
         )
         session.add(record)
         session.flush()
-        size, seq, part = 0, 0, first
-        while part:
+        import_id = record.id
+    size, seq, part = 0, 0, first
+    try:
+        while part:  # a part per transaction: on SQLite, a STOP waits for one part at most
             size += len(part)
             if size > max_bytes:
                 raise ImportFileError(f"the file is larger than {max_bytes:,} bytes")
-            session.execute(
-                insert(MemberImportPart).values(import_id=record.id, seq=seq, data=part)
-            )
+            with sessions.begin() as session:
+                session.execute(
+                    insert(MemberImportPart).values(import_id=import_id, seq=seq, data=part)
+                )
             seq += 1
             part = upload.read(part_bytes)
-        record.size_bytes = size
-        log.info("import %s stored: %s bytes for huddle %s", record.id, size, huddle_slug)
-        return record.id
+    except BaseException:
+        with sessions.begin() as session:
+            session.execute(delete(MemberImport).where(MemberImport.id == import_id))
+        raise
+    with sessions.begin() as session:
+        session.execute(
+            update(MemberImport)
+            .where(MemberImport.id == import_id)
+            .values(state=states.QUEUED, size_bytes=size, updated_at=utcnow())
+        )
+    log.info("import %s stored: %s bytes for huddle %s", import_id, size, huddle_slug)
+    return import_id
 
 
 def _check_header(header: bytes) -> None:

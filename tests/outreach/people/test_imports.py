@@ -86,7 +86,7 @@ def totals(services: Services) -> tuple[int, int, int]:
 def test_a_stored_import_reports_what_the_importer_does_and_deletes_its_file(
     services: Services, huddle: str
 ) -> None:
-    import_id = store(services, member_csv(), part_bytes=500)
+    import_id = store(services, member_csv(), part_bytes=500)  # about 13 parts, one at a time
     with services.read_sessions() as session:
         parts = session.scalar(select(func.count()).select_from(MemberImportPart))
         assert imports.status(session, import_id).state == states.QUEUED
@@ -250,6 +250,7 @@ def test_a_file_over_the_limit_is_refused_and_nothing_is_kept(
         store(services, member_csv(), max_bytes=1000, part_bytes=300)
     with services.read_sessions() as session:
         assert session.scalar(select(func.count()).select_from(MemberImportPart)) == 0
+        assert session.scalar(select(func.count()).select_from(MemberImport)) == 0
 
 
 def test_the_sweep_gives_a_job_to_an_import_that_has_none_and_only_one(
