@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_LENGTH = 10
 _hasher = PasswordHasher()
-# Checked when the email is unknown, so a wrong email costs what a wrong password does.
-_DUMMY_HASH = _hasher.hash("not anybody's password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the email is unknown, so a wrong email costs what a wrong password does.
+
+    Made on first use: an argon2 hash takes 64 MiB and a tenth of a second, which no command
+    that never signs anybody in should pay.
+    """
+    return _hasher.hash("not anybody's password")
 
 
 class WeakPassword(ValueError):
@@ -24,7 +34,7 @@ def hash_password(password: str) -> str:
 def verify(stored: str | None, password: str, hasher: PasswordHasher = _hasher) -> bool:
     """True if ``password`` matches; with no stored hash, the same work for a False."""
     try:
-        return hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return hasher.verify(stored or _dummy_hash(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
