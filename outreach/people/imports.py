@@ -322,7 +322,8 @@ def run(
             return states.FAILED
         wait = RETRY_AFTER * 2 ** (record.attempts - 1)
         _requeue(sessions, import_id, runner, stopped.reason, not_before=utcnow() + wait)
-        log.warning("import %s stopped (%s); tried again in %s", import_id, stopped.reason, wait)
+        # The reason is on the import's row, not in the log: the database may quote a row's values.
+        log.warning("import %s stopped by the database; tried again in %s", import_id, wait)
         return states.QUEUED
     except ImportFileError as exc:
         _finish(sessions, import_id, runner, states.FAILED, str(exc))
@@ -447,7 +448,7 @@ def _finish(
             return
         if state == states.DONE:
             session.execute(delete(MemberImportPart).where(MemberImportPart.import_id == import_id))
-    log.info("import %s %s%s", import_id, state, f": {reason}" if reason else "")
+    log.info("import %s %s", import_id, state)
 
 
 class _StoredFile(io.RawIOBase):
