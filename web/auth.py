@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user, login_user, logout_user
 from limits import parse
+from sqlalchemy.orm import Session
 
 from outreach.accounts import audit, users
 from outreach.accounts.access import access_of
@@ -56,12 +57,12 @@ def _load(user_id: str) -> SignedIn | None:
         return _signed_in(session, organizer)
 
 
-def _signed_in(session: object, organizer: Organizer) -> SignedIn:
+def _signed_in(session: Session, organizer: Organizer) -> SignedIn:
     return SignedIn(
         organizer.id,
         organizer.session_version,
         organizer.name,
-        access_of(session, organizer),  # type: ignore[arg-type]
+        access_of(session, organizer),
     )
 
 
