@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 TICK = 0.5  # seconds between looks at the clock
 RUN_LOCK_TIMEOUT = 600  # a chore that runs longer than this is presumed dead
+# Delete the key only if it still names the dead holder: two workers may both notice it.
+_DELETE_IF_HOLDER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 @dataclass
@@ -54,6 +59,7 @@ class Ticker(threading.Thread):
         self._halt = threading.Event()
         self._next_beat = 0.0
         self._failing: set[str] = set()  # what failed last time (log once per outage)
+        self._release_if = client.register_script(_DELETE_IF_HOLDER)
 
     def stop(self) -> None:
         self._halt.set()
@@ -77,8 +83,13 @@ class Ticker(threading.Thread):
         key = f"outreach:chore:{chore.name}"
         if not self._redis.set(key, self._lease.worker_id, nx=True, px=int(chore.every * 1000)):
             return
-        lock = self._redis.lock(f"{key}:running", timeout=RUN_LOCK_TIMEOUT)
-        if not lock.acquire(blocking=False):
+        running = f"{key}:running"
+        lock = self._redis.lock(running, timeout=RUN_LOCK_TIMEOUT)
+        token = self._lease.worker_id
+        taken = lock.acquire(blocking=False, token=token) or (
+            self._break_if_dead(running) and lock.acquire(blocking=False, token=token)
+        )
+        if not taken:
             return
         try:
             result = chore.run()
@@ -87,6 +98,20 @@ class Ticker(threading.Thread):
         finally:
             with contextlib.suppress(LockError):  # Redis restarted meanwhile: the lock is gone
                 lock.release()
+
+    def _break_if_dead(self, running: str) -> bool:
+        """Delete a chore's lock left by a worker that died running it; True if it was.
+
+        Without this a worker killed mid-sweep would stop every sweep for RUN_LOCK_TIMEOUT.
+        """
+        holder = self._redis.get(running)
+        if holder is None:
+            return True
+        name = holder.decode() if isinstance(holder, bytes) else str(holder)
+        if self._lease.is_alive(name):
+            return False
+        log.warning("chore lock %s held by %s, a dead worker: taken over", running, name)
+        return bool(self._release_if(keys=[running], args=[holder]))
 
     def _attempt(self, what: str, step: Callable[[], Any]) -> bool:
         try:

@@ -54,6 +54,7 @@ class Lease:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
+        self.timeout = timeout
         self.beat_every = timeout / BEATS_PER_TIMEOUT
         self._fence = timeout / 2  # could not renew for this long: start no more sends
         self._factory = factory
@@ -99,6 +100,17 @@ class Lease:
         """True while the lease was renewed recently enough that nobody can think us dead."""
         renewed = self._renewed
         return renewed is not None and self._monotonic() - renewed < self._fence
+
+    def is_alive(self, worker_id: str) -> bool:
+        """Whether that worker renewed its lease within the timeout (this one: always)."""
+        if worker_id == self.worker_id:
+            return True
+        cutoff = self._now() - timedelta(seconds=self.timeout)
+        with self._factory() as session:
+            beat = session.scalar(
+                select(WorkerLease.beat_at).where(WorkerLease.worker_id == worker_id)
+            )
+        return beat is not None and beat >= cutoff
 
     def end(self) -> None:
         """A clean exit: drop the row, so the sweep need not wait for the lease to time out."""

@@ -3,7 +3,7 @@ survived. Two tickers stand for two worker processes; the clock is injected."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -48,8 +48,10 @@ def test_two_workers_run_a_chore_once_per_period(services: Services) -> None:
 def test_a_chore_still_running_is_not_started_again(services: Services) -> None:
     clock = Clock()
     runs: list[str] = []
+    other = Lease(services.sessions, "b", now=lambda: datetime.now(UTC))
+    other.beat()  # alive
     lock = services.redis.lock("outreach:chore:slow:running", timeout=60)
-    assert lock.acquire(blocking=False)  # another worker is in the middle of it
+    assert lock.acquire(blocking=False, token="b")  # another worker is in the middle of it
     ticker = make_ticker(services, "a", clock, [Chore("slow", 1, lambda: runs.append("a"))])
     ticker.tick()
     assert runs == []
@@ -84,3 +86,21 @@ def test_the_lease_is_renewed_on_its_own_period(services: Services) -> None:
         clock.value = value
         ticker.tick()
     assert renewed == [0, 2.5, 5]
+
+
+def test_a_chore_lock_left_by_a_dead_worker_is_taken_over(services: Services) -> None:
+    """A worker killed mid-sweep must not stop every sweep for the lock's ten minutes."""
+    clock = Clock()
+    runs: list[str] = []
+    dead = Lease(services.sessions, "dead", now=lambda: datetime.now(UTC) - timedelta(minutes=5))
+    dead.beat()  # its last beat, five minutes ago
+    alive = Lease(services.sessions, "alive", now=lambda: datetime.now(UTC))
+    alive.beat()
+    for holder in ("alive", "dead"):
+        services.redis.delete("outreach:chore:sweep")  # a new period
+        services.redis.set("outreach:chore:sweep:running", holder, px=600_000)
+        ticker = make_ticker(services, "a", clock, [Chore("sweep", 1, lambda: runs.append("a"))])
+        ticker.tick()
+        clock.value += 2
+    assert runs == ["a"]  # only once its holder was dead
+    assert services.redis.get("outreach:chore:sweep:running") is None  # and released after
