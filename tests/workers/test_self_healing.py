@@ -148,6 +148,7 @@ def test_one_of_two_workers_killed_the_survivor_finishes(
 ) -> None:
     campaign_id = launch(services, 300, rate=90.0)
     workers.extend([start_worker(worker_env), start_worker(worker_env)])
+    wait_for("both workers' leases", lambda: leases(services) == 2)  # both really started
     wait_for("40 texts", lambda: len(outbox_counts(services)) >= 40)
     kill(workers[0])
     wait_for("the campaign to complete", completed(services, campaign_id))
