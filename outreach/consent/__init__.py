@@ -7,12 +7,14 @@ take a SQLAlchemy ``Session`` or a ``Connection`` and run Core statements on it,
 hot path and the ORM callers write exactly the same rows.
 
 - :mod:`~outreach.consent.ledger`: :class:`Provenance`, :func:`record`, :func:`history`
+- :mod:`~outreach.consent.memberships`: that a huddle holds a person (state ``none``)
 - :mod:`~outreach.consent.subscriptions`: read, move and create subscriptions
 - :mod:`~outreach.consent.suppressions`: add, re-arm, lift and check suppressions
 - :mod:`~outreach.consent.unsubscribe`: signed email unsubscribe links and what they do
 """
 
 from outreach.consent.ledger import Provenance, address_for, history, record
+from outreach.consent.memberships import hold
 from outreach.consent.subscriptions import (
     SubscriptionState,
     get_subscription,
@@ -28,6 +30,7 @@ __all__ = [
     "address_for",
     "get_subscription",
     "history",
+    "hold",
     "is_suppressed",
     "lift_suppression",
     "move_subscription",

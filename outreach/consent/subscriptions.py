@@ -14,6 +14,7 @@ from sqlalchemy.orm.util import identity_key
 
 from outreach.app.clock import utcnow
 from outreach.consent.ledger import Provenance, address_for, record
+from outreach.consent.memberships import hold
 from outreach.models import Huddle, Member, Subscription
 from outreach.models import consent as c
 from outreach.models import members as m
@@ -127,6 +128,7 @@ def move_subscription(
                 "updated_at": now,
             },
         )
+        hold(db, huddle_id=huddle_id, member_id=member_id, source=provenance.source, at=now)
     else:
         step = (
             current.conversation_step

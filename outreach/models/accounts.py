@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from outreach.app.clock import utcnow
@@ -82,3 +82,22 @@ class AuditEvent(Base):
     subject: Mapped[str | None] = mapped_column(String(200))  # what it was done to: "campaign 12"
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class IdempotencyKey(Base):
+    """An API request made with an ``Idempotency-Key``, and the answer it got.
+
+    A retry with the same key and the same request gets the same answer, and changes nothing; the
+    same key with another request is refused. Keys belong to a user and expire after a day.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("organizer_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organizer_id: Mapped[int] = mapped_column(ForeignKey("organizers.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of method, path and body
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first one runs
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

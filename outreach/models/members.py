@@ -1,4 +1,4 @@
-"""Members (people), their per-huddle subscriptions, tags and custom fields."""
+"""Members (people), the huddles that hold them, their subscriptions, tags and custom fields."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ PENDING = "pending"
 ACTIVE = "active"
 OPTED_OUT = "opted_out"
 SUBSCRIPTION_STATES = (PENDING, ACTIVE, OPTED_OUT)
+NO_CONSENT = "none"  # a channel the huddle holds no subscription on: never contacted on it
 
 #: A custom field's name (``MemberField.name``): what an import's column becomes, what a template
 #: (``{{ field.language }}``) and a segment (``field:language=es``) may name.
@@ -77,6 +78,25 @@ class Subscription(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     member: Mapped[Member] = relationship(back_populates="subscriptions")
+
+
+class HuddleMember(Base):
+    """That a huddle holds this person's data, whether or not they agreed to hear from it.
+
+    Written by every path that brings a person into a huddle (a keyword, the join form, an import,
+    the API); a person with no subscription here has the consent state ``none`` on each channel.
+    """
+
+    __tablename__ = "huddle_members"
+
+    huddle_id: Mapped[int] = mapped_column(
+        ForeignKey("huddles.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    source: Mapped[str] = mapped_column(String(20))  # keyword, form, import, api…
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class MemberTag(Base):

@@ -28,7 +28,7 @@ from outreach.addresses.emails import InvalidEmail, normalize_email
 from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.addresses.zips import normalize_zip
 from outreach.app.clock import utcnow
-from outreach.models import Huddle, Member, MemberTag, Subscription
+from outreach.models import Huddle, HuddleMember, Member, MemberTag, Subscription
 from outreach.models import members as m
 from outreach.people import merge
 from outreach.people.huddles import get_huddle
@@ -485,12 +485,13 @@ def _merge(conn: Connection, rows: list[ParsedRow], target: _Target) -> ImportRe
 
 
 def export_members(session: Session, huddle: Huddle, out: TextIO) -> int:
-    """Write the huddle's members (anyone with a subscription in it) as CSV; returns the count."""
+    """Write the huddle's members as CSV, consent state ``none`` where there is none; returns the
+    count."""
     writer = csv.writer(out)
     writer.writerow(
         ["phone", "email", "first_name", "last_name", "zip", "tags", "sms_status", "email_status"]
     )
-    member_ids = select(Subscription.member_id).where(Subscription.huddle_id == huddle.id)
+    member_ids = select(HuddleMember.member_id).where(HuddleMember.huddle_id == huddle.id)
     count = 0
     query = (
         select(Member)
@@ -524,8 +525,8 @@ def export_members(session: Session, huddle: Huddle, out: TextIO) -> int:
                     _csv_safe(member.last_name),
                     member.zip or "",
                     ";".join(tag_map.get(member.id, [])),
-                    states.get((member.id, m.SMS), ""),
-                    states.get((member.id, m.EMAIL), ""),
+                    states.get((member.id, m.SMS), m.NO_CONSENT),
+                    states.get((member.id, m.EMAIL), m.NO_CONSENT),
                 ]
             )
             count += 1

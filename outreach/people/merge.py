@@ -225,6 +225,11 @@ _FILL_BLANKS = text(
     )
     + " WHERE id IN (SELECT member_id FROM import_people WHERE fills_blanks)"
 )
+_HOLD = _typed(
+    """INSERT INTO huddle_members (huddle_id, member_id, source, created_at)
+    SELECT :huddle_id, member_id, 'import', :now FROM import_people
+    WHERE true ON CONFLICT (huddle_id, member_id) DO NOTHING"""
+)
 _ADD_TAGS = text(
     """INSERT INTO member_tags (huddle_id, member_id, tag)
     SELECT :huddle_id, p.member_id, t.tag FROM import_tags t JOIN import_people p ON p.k = t.k
@@ -327,6 +332,7 @@ def write(
             conn.execute(statement)
     if any(p.fills_blanks for p in resolved.people):
         conn.execute(_FILL_BLANKS)
+    conn.execute(_HOLD, {"huddle_id": huddle_id, "now": now})
     if any(p.tags for p in resolved.people):
         conn.execute(_ADD_TAGS, {"huddle_id": huddle_id})
     if any(p.fields for p in resolved.people):

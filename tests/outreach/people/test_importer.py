@@ -208,7 +208,22 @@ def test_export_round_trips_and_defuses_formulas(services: Services, huddle_slug
         assert export_members(session, get_huddle(session, "logan"), out) == 1
     lines = out.getvalue().splitlines()
     assert lines[0] == "phone,email,first_name,last_name,zip,tags,sms_status,email_status"
-    assert lines[1] == "+16175550101,,'=HYPERLINK(1),,,a;b,active,"
+    assert lines[1] == "+16175550101,,'=HYPERLINK(1),,,a;b,active,none"
+
+
+def test_people_imported_without_consent_are_the_huddles_members_with_state_none(
+    services: Services, huddle_slug: str
+) -> None:
+    rows = "phone,email\n6175550101,\n6175550102,\n,a@example.org\n6175550104,b@example.org\n"
+    assert run_import(services, rows, frozenset()).imported == 4
+    out = io.StringIO()
+    with services.sessions() as session:
+        from outreach.people.huddles import get_huddle
+
+        assert export_members(session, get_huddle(session, "logan"), out) == 4
+        assert session.scalar(select(func.count(Subscription.id))) == 0
+    states = [line.split(",")[-2:] for line in out.getvalue().splitlines()[1:]]
+    assert states == [["none", "none"]] * 4
 
 
 def test_cells_postgresql_would_refuse_are_row_errors_and_the_rest_go_in(
