@@ -38,10 +38,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
-    from web import auth, health, join, metrics, pages  # noqa: PLC0415 - blueprints import helpers
+    from web import api, auth, health, join, metrics, pages  # noqa: PLC0415 - blueprints import helpers
 
     metrics.init_app(app)
     auth.init_app(app)
+    api.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(join.bp)

@@ -27,6 +27,7 @@ from rq import Queue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outreach.accounts import idempotency
 from outreach.app.clock import utcnow
 from outreach.campaigns import email_sender, fanout, leases, reconcile, sms_sender
 from outreach.campaigns.ratelimit import RateLimiter
@@ -366,6 +367,7 @@ def sweep() -> dict[str, int]:
     with svc.sessions.begin() as session:
         completed = reconcile.complete_finished(session, busy=_busy(session, now, timeout))
         leases.forget_dead(session, now=now)
+        idempotency.forget_expired(session, now=now)
     return {
         "sent": result.sent,
         "requeued": result.requeued,

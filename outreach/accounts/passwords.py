@@ -31,10 +31,10 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify(stored: str | None, password: str, hasher: PasswordHasher = _hasher) -> bool:
+def verify(stored: str | None, password: str, hasher: PasswordHasher | None = None) -> bool:
     """True if ``password`` matches; with no stored hash, the same work for a False."""
     try:
-        return hasher.verify(stored or _dummy_hash(), password) and stored is not None
+        return (hasher or _hasher).verify(stored or _dummy_hash(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -38,7 +38,7 @@ KNOWN_COLUMNS = frozenset(
 )
 _YES = frozenset({"y", "yes", "true", "1", "x"})
 _NO = frozenset({"n", "no", "false", "0", ""})
-_TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 MAX_CELL = 1000
 MAX_LENGTHS = {"first_name": 100, "last_name": 100}  # the members table's columns
 MAX_FIELD_BYTES = 2000  # a custom field's value is indexed; PostgreSQL's limit is about 2.7 KB
@@ -207,7 +207,7 @@ def _parse_row(
     if zip_text and zip_code is None:
         return RowError(line, f"zip {zip_text!r} must be 5 digits (or ZIP+4)")
     tags = [t.strip().lower() for t in re.split(r"[;,|]", values.get("tags", "")) if t.strip()]
-    bad_tags = [t for t in tags if not _TAG.match(t)]
+    bad_tags = [t for t in tags if not TAG.match(t)]
     if bad_tags:
         return RowError(line, f"tag {bad_tags[0]!r} must be letters, digits, - or _")
     chosen = set(consent_default)
@@ -484,15 +484,25 @@ def _merge(conn: Connection, rows: list[ParsedRow], target: _Target) -> ImportRe
     return partial
 
 
+EXPORT_COLUMNS = ("phone", "email", "first_name", "last_name", "zip", "tags", "sms_status", "email_status")
+
+
 def export_members(session: Session, huddle: Huddle, out: TextIO) -> int:
     """Write the huddle's members as CSV, consent state ``none`` where there is none; returns the
     count."""
+    count = -1  # the header
+    for text in export_lines(session, huddle):
+        out.write(text)
+        count += text.count("\n")
+    return count
+
+
+def export_lines(session: Session, huddle: Huddle) -> Iterator[str]:
+    """The export's CSV text, a thousand members at a time (a response streams it)."""
+    out = io.StringIO(newline="")
     writer = csv.writer(out)
-    writer.writerow(
-        ["phone", "email", "first_name", "last_name", "zip", "tags", "sms_status", "email_status"]
-    )
+    writer.writerow(EXPORT_COLUMNS)
     member_ids = select(HuddleMember.member_id).where(HuddleMember.huddle_id == huddle.id)
-    count = 0
     query = (
         select(Member)
         .where(Member.id.in_(member_ids))
@@ -529,8 +539,11 @@ def export_members(session: Session, huddle: Huddle, out: TextIO) -> int:
                     states.get((member.id, m.EMAIL), m.NO_CONSENT),
                 ]
             )
-            count += 1
-    return count
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    if out.tell():
+        yield out.getvalue()
 
 
 def _csv_safe(value: str | None) -> str:

@@ -187,21 +187,23 @@ def recent(session: Session, limit: int = 20) -> list[ImportStatus]:
     return [_status(row, slug) for row, slug in rows]
 
 
+def error_page(session: Session, import_id: int, *, after: int, limit: int) -> list[RowError]:
+    """Up to ``limit`` row errors after line ``after``, by line."""
+    rows = session.execute(
+        select(MemberImportError.line, MemberImportError.reason)
+        .where(MemberImportError.import_id == import_id, MemberImportError.line > after)
+        .order_by(MemberImportError.line)
+        .limit(limit)
+    )
+    return [RowError(line, reason) for line, reason in rows]
+
+
 def errors(session: Session, import_id: int) -> Iterator[RowError]:
     """The row-error report, by line, read a page at a time."""
     after = -1
-    while True:
-        page = session.execute(
-            select(MemberImportError.line, MemberImportError.reason)
-            .where(MemberImportError.import_id == import_id, MemberImportError.line > after)
-            .order_by(MemberImportError.line)
-            .limit(ERROR_PAGE)
-        ).all()
-        for line, reason in page:
-            yield RowError(line, reason)
-        if len(page) < ERROR_PAGE:
-            return
-        after = page[-1][0]
+    while page := error_page(session, import_id, after=after, limit=ERROR_PAGE):
+        yield from page
+        after = page[-1].line
 
 
 def _status(row: MemberImport, slug: str) -> ImportStatus:
