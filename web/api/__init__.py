@@ -7,10 +7,10 @@ from flask import Flask
 from flask.typing import ResponseReturnValue
 
 from web.access import public
-from web.api import core, huddles, members
+from web.api import campaigns, core, huddles, inbox, members, segments
 from web.extensions import csrf
 
-BLUEPRINTS = (huddles.bp, members.bp)
+BLUEPRINTS = (huddles.bp, members.bp, segments.bp, campaigns.bp, inbox.bp)
 SPEC_ENDPOINT = "api-docs.openapi_json"
 
 
