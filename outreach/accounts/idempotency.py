@@ -13,5 +13,7 @@ KEPT_FOR = timedelta(hours=24)  # Stripe's window: a client retrying longer has 
 
 
 def forget_expired(session: Session, *, now: datetime) -> int:
-    done = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at <= now - KEPT_FOR))
+    done = session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.created_at <= now - KEPT_FOR)
+    )
     return int(done.rowcount or 0)  # type: ignore[attr-defined]

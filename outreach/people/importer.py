@@ -484,7 +484,16 @@ def _merge(conn: Connection, rows: list[ParsedRow], target: _Target) -> ImportRe
     return partial
 
 
-EXPORT_COLUMNS = ("phone", "email", "first_name", "last_name", "zip", "tags", "sms_status", "email_status")
+EXPORT_COLUMNS = (
+    "phone",
+    "email",
+    "first_name",
+    "last_name",
+    "zip",
+    "tags",
+    "sms_status",
+    "email_status",
+)
 
 
 def export_members(session: Session, huddle: Huddle, out: TextIO) -> int:

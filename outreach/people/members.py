@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -114,7 +115,7 @@ def get_member(session: Session, huddle: Huddle, member_id: int) -> MemberView |
     return views[0] if views else None
 
 
-def _views(session: Session, huddle: Huddle, rows: Iterable[object]) -> list[MemberView]:
+def _views(session: Session, huddle: Huddle, rows: Iterable[Any]) -> list[MemberView]:
     views = {
         member.id: MemberView(
             id=member.id,
@@ -125,9 +126,9 @@ def _views(session: Session, huddle: Huddle, rows: Iterable[object]) -> list[Mem
             zip=member.zip,
             joined_at=joined_at,
             source=source,
-            consent={channel: m.NO_CONSENT for channel in m.CHANNELS},
+            consent=dict.fromkeys(m.CHANNELS, m.NO_CONSENT),
         )
-        for member, joined_at, source in rows  # type: ignore[attr-defined]
+        for member, joined_at, source in rows
     }
     if not views:
         return []
@@ -183,8 +184,12 @@ def add_member(
     email = _email(changes.email)
     if phone is None and email is None:
         raise MemberError("phone", "A member needs a phone number or an email address.")
-    by_phone = session.scalars(select(Member).where(Member.phone == phone)).first() if phone else None
-    by_email = session.scalars(select(Member).where(Member.email == email)).first() if email else None
+    by_phone = (
+        session.scalars(select(Member).where(Member.phone == phone)).first() if phone else None
+    )
+    by_email = (
+        session.scalars(select(Member).where(Member.email == email)).first() if email else None
+    )
     if by_phone is not None and by_email is not None and by_phone.id != by_email.id:
         raise MemberConflict("email", "That phone number and that email are two different people.")
     member = by_phone or by_email
@@ -202,8 +207,9 @@ def add_member(
     _set_tags_and_fields(session, huddle, member.id, changes)
     for channel in consent_channels:
         _assert_consent(session, huddle, member, channel, actor=actor)
-    view = get_member(session, huddle, member.id)
-    assert view is not None
+    (view,) = _views(
+        session, huddle, session.execute(_held(huddle.id).where(Member.id == member.id))
+    )
     return view, before is None
 
 
@@ -265,7 +271,9 @@ def opt_out_for_member(
                 address=address,
                 state=m.OPTED_OUT,
                 provenance=consent.Provenance(
-                    source=c.SOURCE_ORGANIZER, detail="opted out on the member's behalf", actor=actor
+                    source=c.SOURCE_ORGANIZER,
+                    detail="opted out on the member's behalf",
+                    actor=actor,
                 ),
             )
     return get_member(session, huddle, member_id)
@@ -302,7 +310,9 @@ def _assert_consent(
         channel=channel,
         address=address,
         state=m.ACTIVE,
-        provenance=consent.Provenance(source=c.SOURCE_API, detail="asserted through the API", actor=actor),
+        provenance=consent.Provenance(
+            source=c.SOURCE_API, detail="asserted through the API", actor=actor
+        ),
     )
 
 
@@ -342,14 +352,18 @@ def _set_names(member: Member, changes: Changes, *, fill_only: bool) -> None:
             member.zip = zip_code
 
 
-def _set_tags_and_fields(session: Session, huddle: Huddle, member_id: int, changes: Changes) -> None:
+def _set_tags_and_fields(
+    session: Session, huddle: Huddle, member_id: int, changes: Changes
+) -> None:
     if changes.tags is not None:
         tags = sorted({tag.strip().lower() for tag in changes.tags})
         bad = [tag for tag in tags if not TAG.match(tag)]
         if bad or len(tags) > MAX_TAGS:
             raise MemberError("tags", f"Tags are letters, digits, - and _ (at most {MAX_TAGS}).")
         session.execute(
-            delete(MemberTag).where(MemberTag.huddle_id == huddle.id, MemberTag.member_id == member_id)
+            delete(MemberTag).where(
+                MemberTag.huddle_id == huddle.id, MemberTag.member_id == member_id
+            )
         )
         session.add_all(MemberTag(huddle_id=huddle.id, member_id=member_id, tag=t) for t in tags)
     if changes.fields is not None:
@@ -368,4 +382,6 @@ def _set_tags_and_fields(session: Session, huddle: Huddle, member_id: int, chang
                 )
             )
             if value is not None:
-                session.add(MemberField(huddle_id=huddle.id, member_id=member_id, name=name, value=value))
+                session.add(
+                    MemberField(huddle_id=huddle.id, member_id=member_id, name=name, value=value)
+                )

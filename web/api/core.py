@@ -62,7 +62,7 @@ class ErrorSchema(ma.Schema):
     error = ma.fields.Nested(ErrorBody, required=True)
 
 
-class OutreachApi(Api):  # type: ignore[misc]
+class OutreachApi(Api):
     """flask-smorest's Api, answering errors in our shape, and only under ``/api/``."""
 
     ERROR_SCHEMA = ErrorSchema
@@ -82,7 +82,8 @@ def error_response(error: HTTPException) -> Response:
     message = data.get("message") or _plain(error)
     body = {
         "error": {
-            "code": data.get("code") or _CODES.get(status, "internal" if status >= 500 else "error"),
+            "code": data.get("code")
+            or _CODES.get(status, "internal" if status >= 500 else "error"),
             "message": message,
             "details": details or {},
         }

@@ -74,7 +74,9 @@ def writes(view: View) -> View:
 def _checked(key: str) -> str:
     key = key.strip()
     if not key or len(key) > MAX_KEY or not key.isprintable() or not key.isascii():
-        fail(400, "bad_idempotency_key", f"An {HEADER} is 1 to {MAX_KEY} printable ASCII characters.")
+        fail(
+            400, "bad_idempotency_key", f"An {HEADER} is 1 to {MAX_KEY} printable ASCII characters."
+        )
     return key
 
 

@@ -3,8 +3,8 @@ history, CSV export, and CSV imports run as worker jobs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import marshmallow as ma
@@ -61,7 +61,13 @@ class MemberSchema(ma.Schema):
     source = ma.fields.String(required=True)
     consent = ma.fields.Nested(ConsentStates, required=True)
     tags = ma.fields.List(ma.fields.String(), required=True)
-    fields = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), required=True)
+    custom_fields = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        required=True,
+        data_key="fields",
+        attribute="fields",
+    )
 
 
 class MemberPage(Page):
@@ -83,9 +89,11 @@ class _Editable(ma.Schema):
     phone = ma.fields.String(validate=ma.validate.Length(max=40))
     email = ma.fields.String(validate=ma.validate.Length(max=254))
     tags = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=64)))
-    fields = ma.fields.Dict(
+    custom_fields = ma.fields.Dict(
         keys=ma.fields.String(validate=ma.validate.Length(max=64)),
         values=ma.fields.String(allow_none=True, validate=ma.validate.Length(max=2000)),
+        data_key="fields",
+        attribute="fields",
     )
 
 
@@ -278,12 +286,16 @@ def consent_history(slug: str, member_id: int) -> dict[str, Any]:
         events = people.consent_history(session, huddle_for(session, slug, MEMBERS), member_id)
         if events is None:
             not_found("member")
-        return {"data": ConsentEventSchema(many=True).dump(events)}
+        return {"data": events}
 
 
 @bp.get("/huddles/<slug>/members/export")
 @token(MEMBERS)
-@bp.doc(responses={"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}})
+@bp.doc(
+    responses={
+        "200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+    }
+)
 def export(slug: str) -> Response:
     """Every member of the huddle as CSV, with their consent state per channel."""
     with services().sessions.begin() as session:

@@ -45,11 +45,21 @@ def tokens_by_user(services: Services) -> dict[str, str]:
         create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"])
         create_huddle(session, slug="moab", name="Moab", keywords=["MOAB"], sender="+14355550100")
         made = {
-            "admin": users.create_user(session, email="boss@example.org", password=PASSWORD, admin=True),
-            "lee": users.create_user(session, email="lee@example.org", password=PASSWORD, huddles=["logan"]),
-            "mo": users.create_user(session, email="mo@example.org", password=PASSWORD, huddles=["moab"]),
+            "admin": users.create_user(
+                session, email="boss@example.org", password=PASSWORD, admin=True
+            ),
+            "lee": users.create_user(
+                session, email="lee@example.org", password=PASSWORD, huddles=["logan"]
+            ),
+            "mo": users.create_user(
+                session, email="mo@example.org", password=PASSWORD, huddles=["moab"]
+            ),
             "rae": users.create_user(
-                session, email="rae@example.org", password=PASSWORD, huddles=["logan"], role=a.RESPONDER
+                session,
+                email="rae@example.org",
+                password=PASSWORD,
+                huddles=["logan"],
+                role=a.RESPONDER,
             ),
         }
         return {name: tokens.issue(session, user, label="test") for name, user in made.items()}
