@@ -27,7 +27,11 @@ FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class Member(Base):
-    """A person. One row per E.164 phone and per normalized email (both unique when present)."""
+    """A person. One row per E.164 phone and per normalized email (both unique when present).
+
+    On PostgreSQL, ``lower(first_name)`` and ``lower(last_name)`` are indexed for prefix search
+    (migration 0012; expression indexes, which the models do not declare).
+    """
 
     __tablename__ = "members"
     # zip prefix ranges (segments) read (zip, id) from the index alone on PostgreSQL.

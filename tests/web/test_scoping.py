@@ -18,16 +18,18 @@ from outreach.app.services import Services
 from outreach.models import accounts as a
 from outreach.people.huddles import create_huddle
 from web.access import PUBLIC, SIGNED_IN, scope_of
+from web.api.core import PREFIX
 
 PASSWORD = "correct horse battery"
 PROVIDER_BLUEPRINTS = {bp.name for bp in webhooks.blueprints()}  # signature-checked
 
 
 def routes(app: Flask) -> list[tuple[str, str, str]]:
-    """(endpoint, URL rule, method) for every route but the webhooks'."""
+    """(endpoint, URL rule, method) for every page: not the webhooks', nor the API's (bearer
+    tokens, tests/web/api/test_api_scoping.py)."""
     found = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.partition(".")[0] in PROVIDER_BLUEPRINTS:
+        if rule.endpoint.partition(".")[0] in PROVIDER_BLUEPRINTS or rule.rule.startswith(PREFIX):
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append((rule.endpoint, rule.rule, method))
@@ -109,3 +111,9 @@ def test_the_audit_log_shows_admins_who_signed_in(signed_in_as) -> None:  # type
     assert "lee@example.org" in page
     assert "signed in" in page
     assert "user created" in page
+
+
+def test_a_signed_in_session_is_not_an_api_token(signed_in_as) -> None:  # type: ignore[no-untyped-def]
+    response = signed_in_as("boss@example.org").get("/api/v1/huddles")
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "unauthorized"

@@ -21,11 +21,13 @@ from typing import Any, NoReturn, TypeVar
 import marshmallow as ma
 from flask import Response, g, jsonify, request
 from flask_smorest import Api, abort
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from outreach.accounts import tokens
 from outreach.accounts.access import Access, access_of
+from outreach.models import Huddle
 from web.access import SIGNED_IN
 from web.extensions import services
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 BEARER = "bearerAuth"
+MAX_ID = 2**63 - 1  # the largest id a database row can have
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -121,14 +124,18 @@ def access() -> Access:
 
 
 def token(capability: str) -> Callable[[View], View]:
-    """Authenticate the bearer token and check ``capability`` somewhere (404 if nowhere)."""
+    """Authenticate the bearer token and check ``capability``: in the huddle of the URL's
+    ``slug``, or somewhere. Before anything reads the request, so another huddle's endpoint is a
+    404 whatever the body says."""
 
     def wrap(view: View) -> View:
         @functools.wraps(view)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            g.api_access = _authenticate()
-            if capability != SIGNED_IN and not g.api_access.can(capability):
-                not_found("resource")
+            if any(isinstance(v, int) and not 0 < v <= MAX_ID for v in kwargs.values()):
+                not_found("resource")  # no row has that id, and the database cannot say so
+            g.api_access, huddle_id = _authenticate(kwargs.get("slug"))
+            if capability != SIGNED_IN and not g.api_access.can(capability, huddle_id):
+                not_found("huddle" if "slug" in kwargs else "resource")
             return view(*args, **kwargs)
 
         checked.scope = capability  # type: ignore[attr-defined]
@@ -137,7 +144,8 @@ def token(capability: str) -> Callable[[View], View]:
     return wrap
 
 
-def _authenticate() -> Access:
+def _authenticate(slug: str | None) -> tuple[Access, int | None]:
+    """The token's access, and the id of the huddle ``slug`` (404 if there is none)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -147,8 +155,13 @@ def _authenticate() -> Access:
         if user is None:
             fail(401, "unauthorized", "That token is unknown, revoked, or its user is disabled.")
         found = access_of(session, user)
+        huddle_id = None
+        if slug is not None:
+            huddle_id = session.scalar(select(Huddle.id).where(Huddle.slug == slug))
+            if huddle_id is None:
+                not_found("huddle")
     g.api_actor = user.email
-    return found
+    return found, huddle_id
 
 
 def actor() -> str:

@@ -1,4 +1,4 @@
-"""The huddles that hold each member (consent or not), and API idempotency keys.
+"""The huddles that hold each member (consent or not), API idempotency keys, name search.
 
 Revision ID: 0012
 Revises: 0011
@@ -13,6 +13,8 @@ revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
+
+NAME_COLUMNS = ("first_name", "last_name")
 
 
 def upgrade() -> None:
@@ -48,6 +50,14 @@ def upgrade() -> None:
                 JOIN members m ON m.id = f.member_id
         ) held GROUP BY huddle_id, member_id"""
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # A name search is a prefix of either name, any case (outreach.people.members). The
+        # pattern operator class lets LIKE 'ann%' use them whatever the database's collation.
+        for column in NAME_COLUMNS:
+            op.execute(
+                f"CREATE INDEX ix_members_{column}_prefix ON members "
+                f"(lower({column}) text_pattern_ops)"
+            )
     op.create_table(
         "idempotency_keys",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -74,5 +84,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
+    if op.get_bind().dialect.name == "postgresql":
+        for column in NAME_COLUMNS:
+            op.execute(f"DROP INDEX ix_members_{column}_prefix")
     op.drop_index(op.f("ix_huddle_members_member_id"), table_name="huddle_members")
     op.drop_table("huddle_members")
