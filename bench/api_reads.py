@@ -40,7 +40,10 @@ def build(instance: BenchInstance, n: int) -> tuple[int, str]:
     with make_session_factory(engine).begin() as session:
         other = create_huddle(session, slug="other", name="Other", keywords=["OTHER"]).id
         user = users.create_user(
-            session, email="org@example.org", password="bench password 1", huddles=["bench"]
+            session,
+            email="org@example.org",
+            password="bench password 1",  # noqa: S106 - a throwaway schema's account
+            huddles=["bench"],
         )
         token = tokens.issue(session, user, label="bench")
     campaign_id = create_campaign(engine, slug="bench")
@@ -56,8 +59,8 @@ def build(instance: BenchInstance, n: int) -> tuple[int, str]:
     run_build(
         engine,
         [
-            "UPDATE members SET email = 'p' || id || '@example.org', last_name = 'Lee' || (id % 997)"
-            " WHERE id % 10 = 0",
+            "UPDATE members SET email = 'p' || id || '@example.org',"
+            " last_name = 'Lee' || (id % 997) WHERE id % 10 = 0",
             "INSERT INTO huddle_members (huddle_id, member_id, source, created_at)"
             f" SELECT {huddle_id}, id, 'import', {ts} FROM members",
             "INSERT INTO huddle_members (huddle_id, member_id, source, created_at)"
@@ -76,7 +79,8 @@ def build(instance: BenchInstance, n: int) -> tuple[int, str]:
             f" SELECT {campaign_id}, id, 'sms', phone, {states},"
             " CASE WHEN id % 20 = 1 THEN 'opted-out' END,"
             f" CASE WHEN id % 20 = 0 THEN '30003' END, 1, 0, {ts}, {ts} FROM members",
-            f"UPDATE campaigns SET state = 'completed', audience_size = {n} WHERE id = {campaign_id}",
+            f"UPDATE campaigns SET state = 'completed', audience_size = {n}"
+            f" WHERE id = {campaign_id}",
         ],
         analyze=instance.backend == "postgresql",
         verbose=True,

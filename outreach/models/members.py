@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from outreach.app.clock import utcnow
@@ -29,8 +29,9 @@ FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 class Member(Base):
     """A person. One row per E.164 phone and per normalized email (both unique when present).
 
-    On PostgreSQL, ``lower(first_name)`` and ``lower(last_name)`` are indexed for prefix search
-    (migration 0012; expression indexes, which the models do not declare).
+    On PostgreSQL, ``lower(first_name)`` and ``lower(last_name)`` are indexed for a name search
+    (a prefix of either, any case); the pattern operator class serves ``LIKE 'ann%'`` whatever
+    the database's collation.
     """
 
     __tablename__ = "members"
@@ -52,6 +53,14 @@ class Member(Base):
     @property
     def display_name(self) -> str:
         return " ".join(p for p in (self.first_name, self.last_name) if p) or "(no name)"
+
+
+for _name in ("first_name", "last_name"):
+    Index(
+        f"ix_members_{_name}_prefix",
+        func.lower(getattr(Member, _name)).label(f"{_name}_lower"),
+        postgresql_ops={f"{_name}_lower": "text_pattern_ops"},
+    ).ddl_if(dialect="postgresql")
 
 
 class Subscription(Base):

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 BEARER = "bearerAuth"
-MAX_ID = 2**63 - 1  # the largest id a database row can have
+MAX_ID = 2**31 - 1  # the largest id of an INTEGER column (PostgreSQL refuses a larger one)
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -136,12 +136,30 @@ def token(capability: str) -> Callable[[View], View]:
             g.api_access, huddle_id = _authenticate(kwargs.get("slug"))
             if capability != SIGNED_IN and not g.api_access.can(capability, huddle_id):
                 not_found("huddle" if "slug" in kwargs else "resource")
+            _refuse_nul()
             return view(*args, **kwargs)
 
         checked.scope = capability  # type: ignore[attr-defined]
         return checked  # type: ignore[return-value]
 
     return wrap
+
+
+def _refuse_nul() -> None:
+    """No text we store may hold a NUL (PostgreSQL refuses it): one clear 422 for any field."""
+    texts: list[object] = [*request.args.values(), *(request.view_args or {}).values()]
+    if request.is_json:
+        texts.append(request.get_json(silent=True))
+    while texts:
+        value = texts.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                fail(422, "invalid", "Text cannot contain NUL characters.")
+        elif isinstance(value, dict):
+            texts.extend(value.keys())
+            texts.extend(value.values())
+        elif isinstance(value, list):
+            texts.extend(value)
 
 
 def _authenticate(slug: str | None) -> tuple[Access, int | None]:
@@ -205,7 +223,7 @@ def decode_cursor(cursor: str | None) -> int:
     head, _, tail = raw.partition(":")
     if head != "after" or not tail.isdigit() or len(tail) > 18:
         fail(400, "bad_cursor", "That cursor is not one this API gave out.", cursor=cursor[:100])
-    return int(tail)
+    return min(int(tail), MAX_ID)
 
 
 class Page(ma.Schema):

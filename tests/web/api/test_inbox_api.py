@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from outreach import consent
 from outreach.app.services import Services
-from outreach.models import Huddle, OutboxMessage, Subscription
+from outreach.models import Huddle, IdempotencyKey, Organizer, OutboxMessage, Subscription
 from outreach.models import members as m
 from tests.web.api.conftest import Caller
 from tests.webhooks.twilio_helpers import Phone
@@ -331,3 +331,32 @@ def test_the_openapi_document_describes_the_inbox(api_as: Api) -> None:
         "flagged",
     }
     assert "null" in str(schemas["ConversationMessage"]["properties"]["intent"])
+
+
+def test_a_reply_racing_another_with_its_key_texts_nobody_and_a_refused_one_frees_its_key(
+    api_as: Api, texts: Callable[[str], Phone], services: Services
+) -> None:
+    joined(texts, MARIA)
+    lee = api_as("lee")
+    mid = member_id(lee, MARIA)
+    path, body = f"/huddles/logan/conversations/{mid}/reply", {"body": "On my way"}
+    with services.sessions() as session:
+        organizer_id = session.scalars(
+            select(Organizer.id).where(Organizer.email == "lee@example.org")
+        ).one()
+    claimed = lee("POST", path, json=body, headers={"Idempotency-Key": "race"})
+    assert claimed.status_code == 201
+    with services.sessions.begin() as session:  # as if that first request were still running
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.organizer_id == organizer_id, IdempotencyKey.key == "race")
+            .values(status_code=None, response_body=None)
+        )
+    racing = lee("POST", path, json=body, headers={"Idempotency-Key": "race"})
+    assert (racing.status_code, racing.json["error"]["code"]) == (409, "in_progress")
+    assert len(outbox(services)) == 1
+    refused = lee("POST", path, json={"body": ""}, headers={"Idempotency-Key": "fix-me"})
+    assert refused.status_code == 422
+    fixed = lee("POST", path, json={"body": "Fixed"}, headers={"Idempotency-Key": "fix-me"})
+    assert fixed.status_code == 201
+    assert [r.body for r in outbox(services)] == ["On my way", "Fixed"]
