@@ -8,20 +8,17 @@ from datetime import datetime
 
 import click
 import redis
-from sqlalchemy import select
 
 from cli.context import Context, pass_ctx
 from outreach import campaigns
-from outreach.addresses.phones import InvalidPhoneNumber, normalize_phone
 from outreach.app.clock import utcnow
-from outreach.campaigns import CampaignError, segments
+from outreach.campaigns import CampaignError, previews
 from outreach.campaigns.ratelimit import RateLimiter
-from outreach.messages import templating
-from outreach.models import Huddle, Member
+from outreach.models import Huddle
 from outreach.models import campaigns as k
 from outreach.people.huddles import HuddleError
 from outreach.providers import sms_transport
-from outreach.providers.sms import OutboundSms, SendError
+from outreach.providers.sms import SendError
 from workers import jobs
 
 
@@ -97,97 +94,57 @@ def create(
 @click.argument("campaign_id", type=int)
 @pass_ctx
 def preview(ctx: Context, campaign_id: int) -> None:
-    """Show the audience size and the text a few members would get, with its segment cost."""
-    svc = ctx.services
-    with svc.read_sessions() as session:
+    """Show the audience size and what a few members would get (SMS: its segment cost)."""
+    with ctx.services.read_sessions() as session:
         try:
             found = campaigns.get_campaign(session, campaign_id)
         except CampaignError as exc:
             raise click.ClickException(str(exc)) from None
         huddle = session.get_one(Huddle, found.huddle_id)
-        now = utcnow()
-        count = segments.count(
-            session,
-            huddle_id=huddle.id,
-            channel=found.channel,
-            filter_text=found.segment_filter,
-            now=now,
-        )
-        people = segments.sample(
-            session,
-            huddle_id=huddle.id,
-            channel=found.channel,
-            filter_text=found.segment_filter,
-            now=now,
-            limit=3,
-        )
-        click.echo(f"campaign {found.id} ({found.state}): {found.name}")
-        click.echo(
-            f"audience: {count} active {found.channel} subscribers in {huddle.slug}"
-            f" matching {found.segment_filter or '(everyone)'!r}"
-        )
-        compiled = templating.compile_template(found.body, channel=found.channel)  # type: ignore[arg-type]
-        contexts = [
-            templating.MergeContext(
-                first_name=p.first_name,
-                last_name=p.last_name,
-                zip=p.zip,
-                huddle_name=huddle.name,
-                fields={},
+        shown = previews.preview(session, found, huddle, now=utcnow())
+    click.echo(f"campaign {found.id} ({found.state}): {found.name}")
+    click.echo(
+        f"audience: {shown.audience} active {found.channel} subscribers in {huddle.slug}"
+        f" matching {found.segment_filter or '(everyone)'!r}"
+    )
+    for sample in shown.samples:
+        click.echo("---")
+        if sample.subject is not None:
+            click.echo(f"Subject: {sample.subject}")
+        click.echo(sample.text)
+        if sample.encoding is not None:
+            click.echo(
+                f"[{sample.encoding}, {sample.characters} chars, {sample.segments} segment(s)]"
             )
-            for p in people
-        ] or [templating.sample_context(huddle.name)]
-        for merge in contexts:
-            shown = templating.preview_sms(compiled, merge, with_opt_out_line=True)
-            click.echo("---")
-            click.echo(shown.text)
-            info = shown.info
-            click.echo(f"[{info.encoding}, {info.characters} chars, {info.segments} segment(s)]")
-            for warning in shown.warnings:
-                click.echo(f"warning: {warning}")
+        for warning in sample.warnings:
+            click.echo(f"warning: {warning}")
 
 
 @campaign.command("test")
 @click.argument("campaign_id", type=int)
-@click.option("--to", "to", required=True, help="Your own number.")
+@click.option("--to", "to", required=True, help="Your own number (an SMS campaign).")
 @pass_ctx
 def test_send(ctx: Context, campaign_id: int, to: str) -> None:
-    """Send the campaign's text once to a number (sample merge values), now."""
+    """Send the campaign's text once to a number, now: a member of the huddle with that
+    number gets their own values, anyone else the sample ones."""
     svc = ctx.services
-    try:
-        number = normalize_phone(to, svc.settings.default_region)
-    except InvalidPhoneNumber as exc:
-        raise click.BadParameter(exc.reason, param_hint="--to") from None
-    with svc.sessions() as session:
+    with svc.read_sessions() as session:
         try:
             found = campaigns.get_campaign(session, campaign_id)
+            huddle = session.get_one(Huddle, found.huddle_id)
+            message = previews.sms_test_message(
+                session, found, huddle, to, default_region=svc.settings.default_region
+            )
         except CampaignError as exc:
             raise click.ClickException(str(exc)) from None
-        huddle = session.get_one(Huddle, found.huddle_id)
-        member = session.scalars(select(Member).where(Member.phone == number)).first()
-        compiled = templating.compile_template(found.body, channel="sms")
-        merge = templating.sample_context(huddle.name)
-        if member is not None:
-            merge = templating.MergeContext(
-                member.first_name, member.last_name, member.zip, huddle.name, {}
-            )
-        text = "[TEST] " + templating.ensure_opt_out_line(compiled.render(merge))
     transport = sms_transport(svc.settings, sessions=svc.sessions)
     try:
-        result = transport.send(
-            OutboundSms(
-                to=number,
-                body=text,
-                from_number=None if huddle.messaging_service_sid else huddle.sender_number,
-                messaging_service_sid=huddle.messaging_service_sid,
-                reference="test",
-            )
-        )
+        result = transport.send(message)
     except SendError as exc:
         raise click.ClickException(f"not sent: {exc}") from None
     finally:
         transport.close()
-    click.echo(f"sent test {result.provider_message_id} to {number}")
+    click.echo(f"sent test {result.provider_message_id} to {message.to}")
 
 
 @campaign.command("launch")

@@ -69,6 +69,8 @@ def create_campaign(
         templating.compile_template(body, channel=channel)  # type: ignore[arg-type]
     except templating.TemplateError as exc:
         raise CampaignError(f"body: {exc}") from None
+    if channel == m.SMS and not huddle.sender_number and not huddle.messaging_service_sid:
+        raise CampaignError(f"huddle {huddle.slug} has no sender number to text from")
     if channel == m.EMAIL:
         if not (subject or "").strip():
             raise CampaignError("an email campaign needs a subject")
@@ -219,20 +221,26 @@ def status(session: Session, campaign_id: int) -> CampaignStatus:
         flag=campaign.flag,
         sender_key=huddle.sender_key,
     )
-    latest = session.execute(
+    # One pass over the campaign's deliveries: counts and the latest claim, send or settlement.
+    latest: list[datetime] = []
+    for state, reason, code, count, claimed, sent, updated in session.execute(
         select(
-            func.max(Delivery.claimed_at), func.max(Delivery.sent_at), func.max(Delivery.updated_at)
-        ).where(Delivery.campaign_id == campaign.id)
-    ).one()
-    result.last_progress_at = max((t for t in latest if t is not None), default=None)
-    for state, reason, code, count in session.execute(
-        select(Delivery.state, Delivery.skip_reason, Delivery.error_code, func.count())
+            Delivery.state,
+            Delivery.skip_reason,
+            Delivery.error_code,
+            func.count(),
+            func.max(Delivery.claimed_at),
+            func.max(Delivery.sent_at),
+            func.max(Delivery.updated_at),
+        )
         .where(Delivery.campaign_id == campaign.id)
         .group_by(Delivery.state, Delivery.skip_reason, Delivery.error_code)
     ):
+        latest.extend(t for t in (claimed, sent, updated) if t is not None)
         result.by_state[state] = result.by_state.get(state, 0) + count
         if state == k.SKIPPED and reason:
             result.skipped[reason] = result.skipped.get(reason, 0) + count
         if code:
             result.errors[code] = result.errors.get(code, 0) + count
+    result.last_progress_at = max(latest, default=None)
     return result

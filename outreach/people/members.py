@@ -102,7 +102,14 @@ def list_members(
     default_region: str = "US",
 ) -> list[MemberView]:
     """A page of the huddle's members, by id, after ``after``: ``limit`` of them at most."""
-    statement = _held(huddle.id).where(Member.id > after).order_by(Member.id).limit(limit)
+    # The bound on both sides of the join: PostgreSQL does not carry it across, and would merge
+    # the huddle's whole index up to ``after`` first.
+    statement = (
+        _held(huddle.id)
+        .where(HuddleMember.member_id > after, Member.id > after)
+        .order_by(Member.id)
+        .limit(limit)
+    )
     if query.strip():
         statement = statement.where(search_condition(query, default_region))
     rows = session.execute(statement).all()

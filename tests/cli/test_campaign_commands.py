@@ -199,3 +199,27 @@ def test_status_shows_the_last_progress_and_a_sender_slowed_by_429s(
     assert "sender slowed to 50% after provider 429s, for 40 s more" in shown
     report = json.loads(run(cli, "campaign", "status", campaign_id, "--json"))
     assert report["last_progress_at"].startswith("2027-01-12T15:00:")
+
+
+def test_an_email_campaign_previews_with_its_subject(cli: CliRunner, services: Services) -> None:
+    with services.sessions.begin() as session:
+        huddle = make_huddle(session)
+        huddle.email_from_address = "logan@example.org"
+        huddle.postal_address = "1 Main St, Logan UT"
+    campaign_id = run(
+        cli,
+        "campaign",
+        "create",
+        "--huddle",
+        "logan",
+        "--channel",
+        "email",
+        "--subject",
+        "Saturday, {{ first_name | default('friend') }}",
+        "--body",
+        "**Canvass** at 10.",
+    ).strip()
+    preview = run(cli, "campaign", "preview", campaign_id)
+    assert "audience: 0 active email subscribers in logan" in preview
+    assert "Subject: Saturday, " in preview
+    assert "Canvass at 10." in preview
