@@ -42,7 +42,9 @@ def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
 def tokens_by_user(services: Services) -> dict[str, str]:
     """admin, lee (organizer of logan), mo (organizer of moab), rae (responder of logan)."""
     with services.sessions.begin() as session:
-        create_huddle(session, slug="logan", name="Logan", keywords=["LOGAN"])
+        create_huddle(
+            session, slug="logan", name="Logan", keywords=["LOGAN"], sender="+16175550100"
+        )
         create_huddle(session, slug="moab", name="Moab", keywords=["MOAB"], sender="+14355550100")
         made = {
             "admin": users.create_user(
