@@ -291,3 +291,12 @@ def test_the_export_lists_everyone_held_with_their_consent_state(
     with services.read_sessions() as session:
         assert audit.recent(session, limit=1)[0].action == audit.MEMBERS_EXPORTED
     assert api_as("rae")("GET", "/huddles/logan/members/export").status_code == 404
+
+
+def test_an_import_larger_than_any_other_request_is_taken(api_as: Callable[[str], Caller]) -> None:
+    rows = "".join(f"61755{n:05d},Member {n}\n" for n in range(160_000))
+    body = "phone,first_name\n" + rows
+    assert len(body) > 3 * 1024 * 1024  # more than the 2 MiB any other request may carry
+    started = api_as("lee")("POST", "/huddles/logan/imports", data=body, content_type="text/csv")
+    assert started.status_code == 202, started.json
+    assert started.json["state"] == "queued"
