@@ -131,9 +131,9 @@ def token(capability: str) -> Callable[[View], View]:
     def wrap(view: View) -> View:
         @functools.wraps(view)
         def checked(*args: Any, **kwargs: Any) -> Any:
+            g.api_access, huddle_id = _authenticate(kwargs.get("slug"))
             if any(isinstance(v, int) and not 0 < v <= MAX_ID for v in kwargs.values()):
                 not_found("resource")  # no row has that id, and the database cannot say so
-            g.api_access, huddle_id = _authenticate(kwargs.get("slug"))
             if capability != SIGNED_IN and not g.api_access.can(capability, huddle_id):
                 not_found("huddle" if "slug" in kwargs else "resource")
             _refuse_nul()
