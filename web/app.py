@@ -38,13 +38,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # One trusted proxy hop (the platform's router): the URL Twilio signed is rebuilt from it.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
-    from web import api, auth, health, join, metrics, pages  # noqa: PLC0415 - blueprints import helpers
+    from web import api, auth, dashboard, health, join, metrics, pages  # noqa: PLC0415
 
     metrics.init_app(app)
     auth.init_app(app)
     api.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    dashboard.init_app(app)
     app.register_blueprint(join.bp)
     for blueprint in webhooks.blueprints():  # signature-checked or token-carrying: no session
         app.register_blueprint(blueprint)
