@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint bench clean
+.PHONY: run test test-sqlite test-postgres lint bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,23 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/outreach run
 
+## A browser for the browser tests: Debian's Chromium if it is there (or can be installed as
+## root), else Playwright's own build.
+BROWSER_STAMP := $(VENV)/.browser
+$(BROWSER_STAMP): $(STAMP)
+	@command -v chromium >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+	  || $(BIN)/playwright install chromium
+	touch $(BROWSER_STAMP)
+
 ## Run the whole test suite (SQLite, or PostgreSQL when TEST_DATABASE_URL is set), then lint.
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 	$(MAKE) lint
+
+## The README's screenshots, taken by the browser tests.
+screenshots: $(STAMP) $(BROWSER_STAMP)
+	OUTREACH_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/browser
 
 ## Lint: ruff, mypy, and the import contracts that keep the layers (pyproject.toml).
 lint: $(STAMP)

@@ -19,11 +19,18 @@ ACCESS_GRANTED = "access_granted"
 ACCESS_REVOKED = "access_revoked"
 TOKEN_CREATED = "token_created"  # noqa: S105 - an action name
 TOKEN_REVOKED = "token_revoked"  # noqa: S105 - an action name
+HUDDLE_CREATED = "huddle_created"
 CAMPAIGN_CREATED = "campaign_created"
 CAMPAIGN_LAUNCHED = "campaign_launched"
 MEMBERS_EXPORTED = "members_exported"
 MEMBERS_IMPORTED = "members_imported"
 OPTED_OUT_FOR_MEMBER = "opted_out_for_member"
+INVITATION_SENT = "invitation_sent"
+INVITATION_ACCEPTED = "invitation_accepted"
+PASSWORD_RESET_SENT = "password_reset_sent"  # noqa: S105 - an action name
+PASSWORD_RESET = "password_reset"  # noqa: S105 - an action name
+PASSWORD_SET = "password_set"  # noqa: S105 - an action name
+HUDDLE_SETTINGS_CHANGED = "huddle_settings_changed"
 
 
 def record(

@@ -189,3 +189,57 @@ def end_sessions(session: Session, organizer_id: int) -> None:
         .where(Organizer.id == organizer_id)
         .values(session_version=Organizer.session_version + 1)
     )
+
+
+def invite_user(
+    session: Session,
+    *,
+    email: str,
+    name: str = "",
+    admin: bool = False,
+    huddles: Iterable[str] = (),
+    role: str = a.ORGANIZER,
+    by: str = "cli",
+) -> Organizer:
+    """An account with no password yet: it cannot sign in until its owner sets one by the link.
+
+    Checked before anything is written, so a bad role or huddle leaves no half-made account.
+    """
+    address = _email(email)
+    if session.scalars(select(Organizer.id).where(Organizer.email == address)).first():
+        raise AccountError(f"there is already a user {address}")
+    wanted = [h.slug for h in _huddles(session, huddles)]
+    if wanted and role not in a.HUDDLE_ROLES:
+        raise AccountError(f"a role is {' or '.join(a.HUDDLE_ROLES)}, not {role!r}")
+    user = Organizer(
+        email=address, name=name or address.split("@")[0], password_hash=None, is_admin=admin
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        audit.USER_CREATED,
+        actor_id=None,
+        actor_email=by,
+        subject=address,
+        detail={"admin": admin, "invited": True},
+    )
+    if wanted:
+        grant(session, email=address, huddles=wanted, role=role, by=by)
+    return user
+
+
+def set_password(
+    session: Session, organizer_id: int, password: str, *, by: str, action: str = audit.PASSWORD_SET
+) -> Organizer:
+    """A new password; every session of this person ends (the caller signs the new one in)."""
+    user = session.get(Organizer, organizer_id)
+    if user is None:
+        raise AccountError("no such user")
+    try:
+        user.password_hash = passwords.hash_password(password)
+    except passwords.WeakPassword as exc:
+        raise AccountError(str(exc)) from None
+    user.session_version += 1
+    audit.record(session, action, actor_id=user.id, actor_email=by, subject=user.email)
+    return user

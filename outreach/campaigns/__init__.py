@@ -84,6 +84,8 @@ def create_campaign(
             raise CampaignError(
                 f"huddle {huddle.slug} has no postal address (CAN-SPAM requires one in emails)"
             )
+    if quiet_start is None and quiet_end is None:  # the huddle's own window, if it narrowed one
+        quiet_start, quiet_end = huddle.quiet_start, huddle.quiet_end
     if send_at is not None and send_at.tzinfo is None:
         raise CampaignError("--send-at needs a time zone offset, e.g. 2026-12-01T18:00:00-05:00")
     if rate is not None and not 0 < rate <= MAX_RATE:

@@ -12,6 +12,7 @@ from outreach.models.campaigns import Campaign, Delivery, Segment
 from outreach.models.consent import ConsentEvent, Suppression
 from outreach.models.huddles import Huddle, HuddleDirectoryStamp, JoinKeyword
 from outreach.models.imports import MemberImport, MemberImportError, MemberImportPart
+from outreach.models.inbox import CannedReply, InboxAssignment
 from outreach.models.members import HuddleMember, Member, MemberField, MemberTag, Subscription
 from outreach.models.messaging import EmailEvent, InboundMessage, OutboxMessage, StatusEvent
 from outreach.models.workers import WorkerLease
@@ -21,6 +22,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Campaign",
+    "CannedReply",
     "ConsentEvent",
     "Delivery",
     "EmailEvent",
@@ -29,6 +31,7 @@ __all__ = [
     "HuddleMember",
     "IdempotencyKey",
     "InboundMessage",
+    "InboxAssignment",
     "JoinKeyword",
     "Member",
     "MemberField",

@@ -32,7 +32,17 @@ class ConsentEvent(Base):
     """One row per consent change. Never updated, never deleted (database triggers enforce it)."""
 
     __tablename__ = "consent_events"
-    __table_args__ = (Index("ix_consent_events_member_created", "member_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_consent_events_member_created", "member_id", "created_at"),
+        # A month of one huddle's opt-outs, for its overview, from the index alone.
+        Index(
+            "ix_consent_events_huddle_action_created",
+            "huddle_id",
+            "action",
+            "created_at",
+            "channel",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="RESTRICT"))

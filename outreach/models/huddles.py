@@ -38,6 +38,10 @@ class Huddle(Base):
     postal_address: Mapped[str | None] = mapped_column(Text)
     # Segments per second this sender may send; None means the default for its kind.
     sms_rate: Mapped[float | None] = mapped_column()
+    # The huddle's sending window, "HH:MM" local times inside the federal 08:00-21:00 (never
+    # wider); None: that default. New campaigns start from it (outreach.campaigns).
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     keywords: Mapped[list[JoinKeyword]] = relationship(

@@ -101,6 +101,8 @@ class HuddleMember(Base):
     """
 
     __tablename__ = "huddle_members"
+    # A month of one huddle's newcomers, for its overview's growth chart.
+    __table_args__ = (Index("ix_huddle_members_huddle_created", "huddle_id", "created_at"),)
 
     huddle_id: Mapped[int] = mapped_column(
         ForeignKey("huddles.id", ondelete="CASCADE"), primary_key=True

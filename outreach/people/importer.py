@@ -539,11 +539,11 @@ def export_lines(session: Session, huddle: Huddle) -> Iterator[str]:
             writer.writerow(
                 [
                     member.phone or "",
-                    member.email or "",
+                    _csv_safe(member.email),
                     _csv_safe(member.first_name),
                     _csv_safe(member.last_name),
                     member.zip or "",
-                    ";".join(tag_map.get(member.id, [])),
+                    _csv_safe(";".join(tag_map.get(member.id, []))),
                     states.get((member.id, m.SMS), m.NO_CONSENT),
                     states.get((member.id, m.EMAIL), m.NO_CONSENT),
                 ]
@@ -556,7 +556,7 @@ def export_lines(session: Session, huddle: Huddle) -> Iterator[str]:
 
 
 def _csv_safe(value: str | None) -> str:
-    """Defuse spreadsheet formulas in names people typed (CSV injection)."""
+    """Defuse spreadsheet formulas in what people typed: names, emails, tags (CSV injection)."""
     if not value:
         return ""
     return "'" + value if value[0] in "=+-@\t\r" else value

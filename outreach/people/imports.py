@@ -15,6 +15,7 @@ import codecs
 import csv
 import io
 import logging
+import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -478,3 +479,60 @@ class _StoredFile(io.RawIOBase):
         self._offset += size
         self._position += size
         return size
+
+
+def recent_for_huddle(session: Session, huddle_id: int, limit: int = 10) -> list[ImportStatus]:
+    """The huddle's latest imports, newest first (the dashboard's import page lists them)."""
+    rows = session.execute(
+        select(MemberImport, Huddle.slug)
+        .join(Huddle, Huddle.id == MemberImport.huddle_id)
+        .where(MemberImport.huddle_id == huddle_id)
+        .order_by(MemberImport.id.desc())
+        .limit(limit)
+    )
+    return [_status(row, slug) for row, slug in rows]
+
+
+# The column a row error is about, read from the importer's reasons ("phone '555': too short",
+# "zip '1' must be 5 digits", "tag 'a b' must be…", "first_name is longer than 100 characters").
+_REASON_COLUMN = re.compile(r"^(?P<column>[a-z][a-z0-9_]*) (?:'|\"|is longer|contains|must)")
+_REASON_COLUMNS = {"tag": "tags"}
+_WHOLE_ROW = ("needs a phone or an email", "phone and email belong")
+
+ERROR_REPORT_COLUMNS = ("line", "column", "error")
+
+
+def error_column(reason: str) -> str:
+    """The column a row error names, or "" when it is about the whole row."""
+    if reason.startswith(_WHOLE_ROW):
+        return "phone, email"
+    found = _REASON_COLUMN.match(reason)
+    if found is None:
+        return ""
+    return _REASON_COLUMNS.get(found["column"], found["column"])
+
+
+def error_report_lines(session: Session, import_id: int) -> Iterator[str]:
+    """The row-error report as CSV text, a page at a time: line, column, error.
+
+    The reasons quote what the file said, so every cell is made safe for a spreadsheet (one
+    starting with ``= + - @``, a tab or a carriage return is prefixed with ``'``).
+    """
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(ERROR_REPORT_COLUMNS)
+    for count, error in enumerate(errors(session, import_id), start=1):
+        writer.writerow(
+            [error.line, formula_safe(error_column(error.reason)), formula_safe(error.reason)]
+        )
+        if count % ERROR_PAGE == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    if out.tell():
+        yield out.getvalue()
+
+
+def formula_safe(value: str) -> str:
+    """A cell a spreadsheet will show as text, never run as a formula (CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from outreach import consent
@@ -102,6 +102,23 @@ def list_members(
     default_region: str = "US",
 ) -> list[MemberView]:
     """A page of the huddle's members, by id, after ``after``: ``limit`` of them at most."""
+    return list_members_where(
+        session, huddle, query=query, after=after, limit=limit, default_region=default_region
+    )
+
+
+def list_members_where(
+    session: Session,
+    huddle: Huddle,
+    *,
+    condition: ColumnElement[bool] | None = None,
+    query: str = "",
+    after: int = 0,
+    limit: int = 50,
+    default_region: str = "US",
+) -> list[MemberView]:
+    """:func:`list_members`, narrowed by ``condition`` over :class:`Member` too (a compiled
+    segment filter: the dashboard's members list filters by the segment language)."""
     # The bound on both sides of the join: PostgreSQL does not carry it across, and would merge
     # the huddle's whole index up to ``after`` first.
     statement = (
@@ -112,6 +129,8 @@ def list_members(
     )
     if query.strip():
         statement = statement.where(search_condition(query, default_region))
+    if condition is not None:
+        statement = statement.where(condition)
     rows = session.execute(statement).all()
     return _views(session, huddle, rows)
 

@@ -9,7 +9,9 @@ The list puts conversations holding a possible opt-out nobody has handled yet fi
 an organizer's eyes before the next campaign), then the most recent first, by their latest
 inbound text's id. That order is one integer per conversation (:attr:`Conversation.sort_key`),
 so a page's cursor is the last key shown and the next page is every conversation below it: a
-conversation that gets a new text while someone pages moves up to the first page.
+conversation that gets a new text while someone pages moves up to the first page. The
+dashboard's inbox (:func:`list_inbox`) adds one tier: after the flagged ones, the unread ones
+before those marked done; its cursor is :func:`inbox_key`, built the same way.
 
 A reply is checked (consent, suppression), sent, then recorded: three steps, no lock held
 during the provider call, as a campaign send does.
@@ -18,6 +20,7 @@ during the provider call, as a campaign send does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -28,7 +31,14 @@ from sqlalchemy.orm import Session
 from outreach import consent
 from outreach.addresses.phones import mask_phone
 from outreach.app.settings import Settings
-from outreach.models import Huddle, HuddleMember, InboundMessage, Member, OutboxMessage
+from outreach.models import (
+    Huddle,
+    HuddleMember,
+    InboundMessage,
+    InboxAssignment,
+    Member,
+    OutboxMessage,
+)
 from outreach.models import members as m
 from outreach.providers import OutboundSms, SendError, SmsTransport
 from outreach.providers.sms import SendResult
@@ -43,9 +53,13 @@ __all__ = [
     "ReplyRefused",
     "get_conversation",
     "has_conversation",
+    "inbox_key",
     "list_conversations",
+    "list_inbox",
     "mark_handled",
+    "mark_stranger_handled",
     "messages",
+    "open_count",
     "prepare_reply",
     "record_refusal",
     "record_reply",
@@ -149,10 +163,20 @@ def _summaries(huddle_id: int, *, member_id: int | None = None) -> Any:
 
 
 def _conversations(
-    session: Session, huddle_id: int, summaries: Any, query: Any
+    session: Session,
+    huddle_id: int,
+    query: Any,
+    order: Callable[[Conversation], Any] | None = None,
 ) -> list[Conversation]:
+    """The conversations of ``query`` (a page of summaries, already ordered and limited), with
+    their latest text and member: joined after the limit, so a page costs its own rows."""
+    page = query.subquery("page")
     rows = session.execute(
-        query.add_columns(
+        select(
+            page.c.member_id,
+            page.c.last_id,
+            page.c.unhandled,
+            page.c.flagged,
             _I.body,
             _I.media,
             _I.received_at,
@@ -161,10 +185,10 @@ def _conversations(
             Member.first_name,
             Member.last_name,
         )
-        .join(_I, _I.id == summaries.c.last_id)
-        .outerjoin(Member, Member.id == summaries.c.member_id)
+        .join(_I, _I.id == page.c.last_id)
+        .outerjoin(Member, Member.id == page.c.member_id)
     ).all()
-    return [
+    found = [
         Conversation(
             huddle_id=huddle_id,
             member_id=row.member_id,
@@ -179,6 +203,9 @@ def _conversations(
         )
         for row in rows
     ]
+    if order is not None:
+        found.sort(key=order, reverse=True)
+    return found
 
 
 def list_conversations(
@@ -199,7 +226,62 @@ def list_conversations(
     if open_only:
         query = query.where(s.c.unhandled > 0)
     query = query.order_by(s.c.flagged.desc(), s.c.last_id.desc()).limit(limit)
-    return _conversations(session, huddle_id, s, query)
+    return _conversations(session, huddle_id, query, lambda c: (c.flagged, c.last_id))
+
+
+def inbox_key(conversation: Conversation) -> int:
+    """The dashboard inbox's order as one integer (its page cursor): the tier (2: flagged,
+    1: unread, 0: done) under the latest text id, larger first."""
+    unread = int(conversation.unhandled > 0)
+    return conversation.last_id * 3 + int(conversation.flagged) + unread
+
+
+def list_inbox(
+    session: Session,
+    huddle_id: int,
+    *,
+    after: int = 0,
+    limit: int = 50,
+    unread_only: bool = False,
+    assigned_to: int | None = None,
+    unassigned_only: bool = False,
+) -> list[Conversation]:
+    """A page of the huddle's inbox as the dashboard shows it: possible opt-outs nobody handled
+    first, then the other unread ones, then the rest; the newest first within each.
+
+    ``after`` is the :func:`inbox_key` of the last one shown (0: the start). ``assigned_to``
+    keeps the conversations given to that person; ``unassigned_only`` those given to nobody
+    (texts from numbers we do not know are never assigned).
+    """
+    s = _summaries(huddle_id)
+    tier = s.c.flagged + case((s.c.unhandled > 0, 1), else_=0)
+    query = select(s.c.member_id, s.c.last_id, s.c.unhandled, s.c.flagged)
+    if after > 0:
+        after_tier, last_id = after % 3, after // 3
+        query = query.where(or_(tier < after_tier, and_(tier == after_tier, s.c.last_id < last_id)))
+    if unread_only:
+        query = query.where(s.c.unhandled > 0)
+    assigned = select(InboxAssignment.member_id).where(InboxAssignment.huddle_id == huddle_id)
+    if assigned_to is not None:
+        query = query.where(
+            s.c.member_id.in_(assigned.where(InboxAssignment.organizer_id == assigned_to))
+        )
+    if unassigned_only:
+        query = query.where(or_(s.c.member_id.is_(None), s.c.member_id.not_in(assigned)))
+    query = query.order_by(tier.desc(), s.c.last_id.desc()).limit(limit)
+    return _conversations(
+        session, huddle_id, query, lambda c: (int(c.flagged) + (c.unhandled > 0), c.last_id)
+    )
+
+
+def open_count(session: Session, huddle_id: int) -> tuple[int, int]:
+    """How many of the huddle's conversations hold texts nobody marked done, and how many of
+    those hold a possible opt-out."""
+    s = _summaries(huddle_id)
+    row = session.execute(
+        select(func.count(), func.coalesce(func.sum(s.c.flagged), 0)).where(s.c.unhandled > 0)
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def get_conversation(session: Session, huddle_id: int, member_id: int) -> Conversation | None:
@@ -207,7 +289,7 @@ def get_conversation(session: Session, huddle_id: int, member_id: int) -> Conver
     texted it: one can start there); None if the huddle may not see them."""
     s = _summaries(huddle_id, member_id=member_id)
     query = select(s.c.member_id, s.c.last_id, s.c.unhandled, s.c.flagged)
-    found = _conversations(session, huddle_id, s, query)
+    found = _conversations(session, huddle_id, query)
     if found:
         return found[0]
     member = session.get(Member, member_id)
@@ -295,6 +377,33 @@ def mark_handled(session: Session, huddle_id: int, member_id: int) -> int:
         .where(
             InboundMessage.huddle_id == huddle_id,
             InboundMessage.member_id == member_id,
+            InboundMessage.handled.is_(False),
+        )
+        .values(handled=True)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def mark_stranger_handled(session: Session, huddle_id: int, inbound_id: int) -> int | None:
+    """Mark done the texts a number we do not know sent the huddle, named by one of them (so
+    the page needs no phone number); None: no such text from a stranger in this huddle."""
+    number = session.scalar(
+        select(_I.from_e164).where(
+            _I.id == inbound_id,
+            _I.huddle_id == huddle_id,
+            _I.member_id.is_(None),
+            _I.from_e164.is_not(None),
+        )
+    )
+    if number is None:
+        return None
+    result = session.execute(
+        update(InboundMessage)
+        .where(
+            InboundMessage.huddle_id == huddle_id,
+            InboundMessage.member_id.is_(None),
+            InboundMessage.from_e164 == number,
             InboundMessage.handled.is_(False),
         )
         .values(handled=True)

@@ -27,7 +27,8 @@ from outreach.app.services import Services
 from outreach.models import accounts as a
 from outreach.people.huddles import create_huddle
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Debian's Chromium where it is installed, else the build `playwright install chromium` fetched.
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -5,38 +5,34 @@ A campaign is reached through its huddle, so another huddle's campaign is not fo
 moves the draft in this request's transaction and enqueues the launch job (the audience
 snapshot and the send jobs) only once that transaction is committed: a job never sees a launch
 that is not there. If enqueueing fails (Redis away, the process killed), the launch stays
-committed and the sweep (``reconcile.lost_launches``) launches it a few seconds later.
+committed and the sweep (``reconcile.lost_launches``) launches it a few seconds later. The
+transitions and the test send are ``outreach.campaigns.launches``, shared with the dashboard.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any, TypeVar
 
 import marshmallow as ma
-import redis
 from flask import request
 from flask_smorest import Blueprint
-from sqlalchemy import event, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outreach import campaigns
 from outreach.accounts import audit
 from outreach.accounts.access import CAMPAIGNS
 from outreach.app.clock import utcnow
-from outreach.campaigns import CampaignError, fanout, previews
+from outreach.campaigns import CampaignError, launches, previews
 from outreach.messages import templating
 from outreach.models import Campaign, Huddle
 from outreach.models import campaigns as k
 from outreach.models import members as m
 from outreach.people.huddles import HuddleError
-from outreach.providers import email_transport, sms_transport
-from outreach.providers.email import OutboundEmail
-from outreach.providers.sms import OutboundSms, SendError, UncertainSendError
+from outreach.providers.sms import SendError, UncertainSendError
 from web.api.core import (
     Page,
     PageArgs,
@@ -220,19 +216,6 @@ def _campaign(
     return found
 
 
-def _after_commit(session: Session, what: str, action: Callable[[], object]) -> None:
-    """Run ``action`` once ``session`` commits, and never if it does not (a refused request,
-    an idempotency race lost). A failure is logged: the change stands and the sweep heals it."""
-
-    def run(_: Session) -> None:
-        try:
-            action()
-        except (redis.RedisError, SQLAlchemyError):
-            log.warning("%s committed, its job not enqueued: the sweep will", what, exc_info=True)
-
-    event.listen(session, "after_commit", run, once=True)
-
-
 @bp.get("/huddles/<slug>/campaigns")
 @token(CAMPAIGNS)
 @bp.arguments(PageArgs, location="query")
@@ -330,59 +313,28 @@ def preview(slug: str, campaign_id: int) -> previews.Preview:
 def test_send(body: dict[str, Any], slug: str, campaign_id: int) -> dict[str, Any]:
     """Send the campaign's message once, now, to your own number or address, marked [TEST].
     With an Idempotency-Key a retry does not send it again."""
-    settings = services().settings
-    message: OutboundSms | OutboundEmail
+    svc = services()
     with reading() as session:  # closed before sending: the sandbox writes its outbox row
         huddle = huddle_for(session, slug, CAMPAIGNS)
         found = _campaign(session, huddle, campaign_id)
         try:
-            if found.channel == m.EMAIL:
-                message = previews.email_test_message(session, found, huddle, body["to"])
-            else:
-                message = previews.sms_test_message(
-                    session, found, huddle, body["to"], default_region=settings.default_region
-                )
+            message = launches.test_message(
+                session, found, huddle, body["to"], default_region=svc.settings.default_region
+            )
         except CampaignError as exc:
             fail(422, "invalid", str(exc), field="to" if str(exc).startswith("to:") else "body")
     try:
-        if isinstance(message, OutboundEmail):
-            return _send_email(message)
-        return _send_sms(message)
+        sent = launches.send_test(message, svc.settings, svc.sessions)
     except UncertainSendError as exc:  # a 5xx or a timeout after sending: it may have gone out
         fail(502, "provider_uncertain", f"Maybe sent: {exc}", provider_code=exc.code)
     except SendError as exc:
         fail(502, "provider_error", f"Not sent: {exc}", provider_code=exc.code)
-
-
-def _send_sms(message: OutboundSms) -> dict[str, Any]:
-    svc = services()
-    transport = sms_transport(svc.settings, sessions=svc.sessions)
-    try:
-        result = transport.send(message)
-    finally:
-        transport.close()
     return {
-        "to": message.to,
-        "channel": m.SMS,
-        "provider_message_id": result.provider_message_id,
-        "subject": None,
-        "text": message.body,
-    }
-
-
-def _send_email(message: OutboundEmail) -> dict[str, Any]:
-    svc = services()
-    transport = email_transport(svc.settings, sessions=svc.sessions)
-    try:
-        result = transport.send(message)
-    finally:
-        transport.close()
-    return {
-        "to": message.recipients[0].to,
-        "channel": m.EMAIL,
-        "provider_message_id": result.message_id,
-        "subject": message.subject,
-        "text": message.text,
+        "to": sent.to,
+        "channel": sent.channel,
+        "provider_message_id": sent.provider_message_id,
+        "subject": sent.subject,
+        "text": sent.text,
     }
 
 
@@ -397,16 +349,10 @@ def launch(slug: str, campaign_id: int) -> Campaign:
     session = writing()
     huddle = huddle_for(session, slug, CAMPAIGNS)
     found = _campaign(session, huddle, campaign_id, lock=True)
-    now = utcnow()
-    due = found.send_at is None or found.send_at <= now
-    if found.state not in (k.DRAFT, k.SCHEDULED) or (found.state == k.SCHEDULED and not due):
-        # fanout.start takes "sending" again without a word: a second launch must not.
-        why = "it was cancelled" if found.state == k.CANCELLED else "it was launched already"
-        fail(409, "conflict", f"Campaign {found.id} is {found.state}: {why}.", state=found.state)
     try:
-        state = fanout.start(session, found.id, now=now)
-    except CampaignError as exc:
-        fail(409, "conflict", str(exc), state=found.state)
+        state = launches.launch(session, found, now=utcnow(), enqueue=jobs.enqueue_launch)
+    except launches.TransitionRefused as exc:
+        fail(409, "conflict", str(exc), state=exc.state)
     audit.record(
         session,
         audit.CAMPAIGN_LAUNCHED,
@@ -417,9 +363,6 @@ def launch(slug: str, campaign_id: int) -> Campaign:
         detail={"state": state},
         ip=request.remote_addr,
     )
-    if state == k.SENDING:  # a scheduled one is launched by the sweep when it is due
-        enqueue = functools.partial(jobs.enqueue_launch, found.id)
-        _after_commit(session, f"launch of campaign {found.id}", enqueue)
     return found
 
 
@@ -428,19 +371,18 @@ def _transition(slug: str, campaign_id: int, action: str) -> Campaign:
     found = _campaign(session, huddle_for(session, slug, CAMPAIGNS), campaign_id, lock=True)
     try:
         if action == "pause":
-            campaigns.pause(session, found.id)
+            launches.pause(session, found)
         elif action == "cancel":
-            campaigns.cancel(session, found.id)
-        elif found.state != k.PAUSED:  # move() would take a draft to sending, unlaunched
-            raise CampaignError(f"campaign {found.id} is {found.state}; only a paused one resumes")
+            launches.cancel(session, found)
         else:
-            campaigns.move(found, k.SENDING)
-            # Paused before its launch job snapshotted the audience: that job gave up on it.
-            again = jobs.enqueue_launch if found.audience_size == 0 else jobs.resume_campaign
-            enqueue = functools.partial(again, found.id)
-            _after_commit(session, f"resume of campaign {found.id}", enqueue)
-    except CampaignError as exc:
-        fail(409, "conflict", str(exc), state=found.state)
+            launches.resume(
+                session,
+                found,
+                enqueue_launch=jobs.enqueue_launch,
+                enqueue_resume=jobs.resume_campaign,
+            )
+    except launches.TransitionRefused as exc:
+        fail(409, "conflict", str(exc), state=exc.state)
     return found
 
 

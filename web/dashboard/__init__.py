@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
         settings,
     )
 
-    for module in (accounts, assets, campaigns, inbox, members, overview, phone, segments, settings):
+    features = (accounts, assets, campaigns, inbox, members, overview, phone, segments, settings)
+    for module in features:
         app.register_blueprint(module.bp)
     app.jinja_env.globals["huddle_tabs"] = tabs

@@ -1,4 +1,4 @@
-"""The dashboard's stylesheet and script, shipped inside the ``templates`` package (no build step)."""
+"""The dashboard's stylesheet and script, shipped in the ``templates`` package (no build step)."""
 
 from __future__ import annotations
 

@@ -57,8 +57,8 @@ def huddle_page(capability: str) -> Callable[[View], View]:
             return view(*args, slug=slug, **kwargs)
 
         guarded = login_required(checked)
-        guarded.scope = capability  # type: ignore[attr-defined]
-        return guarded  # type: ignore[return-value]
+        guarded.scope = capability
+        return guarded
 
     return wrap
 

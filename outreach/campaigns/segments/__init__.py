@@ -73,7 +73,10 @@ API
 ``audience_query(session, huddle_id=, channel=, filter_text=, now=) -> Select`` (one column,
 ``member_id``); ``count(...) -> int`` and ``count_statement(...)`` (the SELECT it runs);
 ``sample(..., limit=20) -> list[Member]``; ``save_segment(session, huddle_id=, name=,
-filter_text=) -> Segment``. ``now`` is injected (an aware datetime) so relative ages are testable.
+filter_text=) -> Segment``, ``update_segment`` and ``delete_segment``. ``now`` is injected (an
+aware datetime) so relative ages are testable. For pages: ``give_up_after(session, seconds, work)``
+(a live count cut short on the server, None), ``reachable_count(...)`` (what a launch would queue:
+active, with an address, not suppressed), ``cheat_sheet(slug)`` and ``EXAMPLES``.
 
 Errors
 ------
@@ -107,8 +110,27 @@ Modules
 
 from __future__ import annotations
 
-from outreach.campaigns.segments.compiler import compile_filter
-from outreach.campaigns.segments.parser import parse, validate
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import exists, func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from outreach.campaigns.segments.compiler import MEMBERS, SUBSCRIPTIONS, compile_filter
+from outreach.campaigns.segments.parser import (
+    HAS_VALUES,
+    KEYWORDS,
+    STATUS_VALUES,
+    TERMS,
+    parse,
+    validate,
+)
 from outreach.campaigns.segments.planner import (
     audience_query,
     count,
@@ -140,8 +162,18 @@ from outreach.campaigns.segments.syntax import (
     check_huddle,
     format_filter,
 )
+from outreach.models import Huddle, MemberField, MemberTag, Segment, Suppression
+from outreach.models import consent as c
+from outreach.models import members as m
 
 __all__ = [
+    "EXAMPLES",
+    "HAS_VALUES",
+    "KEYWORDS",
+    "LIVE_COUNT_SECONDS",
+    "MAX_FILTER_LENGTH",
+    "STATUS_VALUES",
+    "TERMS",
     "Age",
     "And",
     "CustomField",
@@ -160,16 +192,251 @@ __all__ = [
     "SegmentSyntaxError",
     "Status",
     "Tag",
+    "TermHelp",
+    "Vocabulary",
     "Zip",
     "audience_query",
+    "cheat_sheet",
     "check_huddle",
     "compile_filter",
     "count",
     "count_statement",
+    "delete_segment",
     "format_filter",
+    "give_up_after",
+    "huddle_vocabulary",
     "huddle_zone",
     "parse",
+    "reachable_count",
     "sample",
     "save_segment",
+    "update_segment",
     "validate",
 ]
+
+# ---------------------------------------------------------------------------------------------
+# Helping organizers write filters: the cheat sheet is built from the parser's own vocabulary,
+# so a term added to the language without a line here fails (KeyError) rather than going unlisted.
+
+#: The longest filter a form or the API takes.
+MAX_FILTER_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class TermHelp:
+    """One term of the language, as a cheat sheet shows it."""
+
+    term: str
+    example: str
+    meaning: str
+
+
+_TERM_HELP: dict[str, tuple[str, str]] = {
+    "tag": ("tag:volunteer", "has this tag"),
+    "zip": ("zip:021*", "zip code is 021… (digits, * at the end for 'starts with')"),
+    "field": ("field:language=es", 'custom field is exactly this (quote spaces: "East Boston")'),
+    "joined": (
+        "joined<30d",
+        "subscribed less than 30 days ago (or >, >=, <=, = a YYYY-MM-DD date)",
+    ),
+    "replied": ("replied>90d", "last replied more than 90 days ago (never replied: no match)"),
+    "first_name": ("first_name:maria", "first name, any case"),
+    "has": ("has:email", "has it: {has}"),
+    "status": ("status:pending", "are {status} on the channel (without it: active only)"),
+    "huddle": ("huddle:{slug}", "this huddle (any other huddle is an error)"),
+}
+
+#: Filters worth starting from, with what they mean; each one parses (a test checks).
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("tag:volunteer zip:021*", "volunteers in zips 021…"),
+    ("tag:host or (tag:donor -replied<90d)", "hosts, and donors silent for 90 days"),
+    ("not (tag:donor or tag:staff) has:email", "neither donors nor staff, with an email"),
+    ("field:language=es joined<30d", "Spanish speakers who joined this month"),
+    ("status:pending joined>14d", "asked to confirm over two weeks ago, no answer"),
+)
+
+
+def cheat_sheet(huddle_slug: str) -> list[TermHelp]:
+    """Every term the parser knows, with an example and its meaning, in the parser's order."""
+    values = {"has": ", ".join(HAS_VALUES), "status": _either(STATUS_VALUES)}
+    sheet = []
+    for term in TERMS:
+        example, meaning = _TERM_HELP[term]
+        sheet.append(TermHelp(term, example.format(slug=huddle_slug), meaning.format(**values)))
+    return sheet
+
+
+def _either(words: tuple[str, ...]) -> str:
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting live: a count an organizer waits for is given up after a bound, never left running.
+
+#: How long a live count may run before the page says "too broad to count live".
+LIVE_COUNT_SECONDS = 2.0
+_SQLITE_PROGRESS_STEPS = 1000  # SQLite VM instructions between deadline checks
+_PG_QUERY_CANCELED = "57014"
+
+T = TypeVar("T")
+
+
+def give_up_after(session: Session, seconds: float, work: Callable[[], T]) -> T | None:
+    """``work()`` run on ``session``, or None if it took longer than ``seconds``.
+
+    PostgreSQL: ``statement_timeout`` local to the session's transaction, so the server stops
+    the query (and nothing else is affected). SQLite: a progress handler interrupts the
+    statement at the deadline, so the web process is not held by one broad filter. A read
+    session is expected: the transaction is rolled back when the work is cut short.
+    """
+    dialect = session.get_bind().dialect.name
+    try:
+        with _deadline(session, dialect, seconds):
+            return work()
+    except OperationalError as exc:
+        if not _was_cut_short(exc):
+            raise
+        session.rollback()
+        return None
+
+
+@contextmanager
+def _deadline(session: Session, dialect: str, seconds: float) -> Iterator[None]:
+    if dialect == "postgresql":
+        milliseconds = max(1, int(seconds * 1000))
+        session.execute(
+            text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(milliseconds)}
+        )
+        yield
+        return
+    if dialect != "sqlite":
+        yield
+        return
+    raw: Any = session.connection().connection.driver_connection
+    ends = time.monotonic() + seconds
+    raw.set_progress_handler(lambda: int(time.monotonic() >= ends), _SQLITE_PROGRESS_STEPS)
+    try:
+        yield
+    finally:
+        raw.set_progress_handler(None, 0)
+
+
+def _was_cut_short(exc: OperationalError) -> bool:
+    original = exc.orig
+    if getattr(original, "sqlstate", None) == _PG_QUERY_CANCELED:
+        return True
+    return isinstance(original, sqlite3.OperationalError) and "interrupted" in str(original)
+
+
+def reachable_count(
+    session: Session, *, huddle_id: int, channel: str, filter_text: str, now: datetime
+) -> int:
+    """How many members a campaign with this filter would queue a message for.
+
+    As the launch snapshot decides (``outreach.campaigns.fanout``): matching members whose
+    subscription on the channel is ``active``, who have an address on it, and whom no live
+    suppression (all senders, or this huddle's sender) covers. Opted-out and pending members
+    are left out whatever the filter says.
+    """
+    huddle = session.get(Huddle, huddle_id)
+    if huddle is None:
+        raise LookupError(f"no huddle with id {huddle_id}")
+    matching = audience_query(
+        session, huddle_id=huddle_id, channel=channel, filter_text=filter_text, now=now
+    ).subquery("matching")
+    address = MEMBERS.c.phone if channel == m.SMS else MEMBERS.c.email
+    active = exists().where(
+        SUBSCRIPTIONS.c.member_id == MEMBERS.c.id,
+        SUBSCRIPTIONS.c.huddle_id == huddle_id,
+        SUBSCRIPTIONS.c.channel == channel,
+        SUBSCRIPTIONS.c.state == m.ACTIVE,
+    )
+    suppressed = exists().where(
+        Suppression.channel == channel,
+        Suppression.address == address,
+        Suppression.scope.in_([c.ALL_SENDERS, huddle.sender_key]),
+        Suppression.lifted_at.is_(None),
+    )
+    statement = (
+        select(func.count())
+        .select_from(matching)
+        .join(MEMBERS, MEMBERS.c.id == matching.c.member_id)
+        .where(address.is_not(None), active, ~suppressed)
+    )
+    return int(session.scalar(statement) or 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Editing saved segments. Campaigns copy a segment's filter when they are drafted
+# (``outreach.campaigns.resolve_segment``), so editing or deleting one never changes a campaign.
+
+
+def update_segment(
+    session: Session, *, huddle_id: int, segment_id: int, name: str, filter_text: str
+) -> Segment:
+    """Rename a saved segment or change its filter, checked as :func:`save_segment` checks."""
+    segment = _own_segment(session, huddle_id, segment_id)
+    tree = parse(filter_text)
+    huddle = session.get_one(Huddle, huddle_id)
+    check_huddle(tree, huddle.slug)
+    name = (name or "").strip()
+    if not name:
+        raise SegmentNameError("a segment needs a name")
+    if len(name) > 100:
+        raise SegmentNameError("a segment name has 100 characters at most")
+    taken = session.scalar(
+        select(Segment.id).where(
+            Segment.huddle_id == huddle_id, Segment.name == name, Segment.id != segment_id
+        )
+    )
+    if taken is not None:
+        raise SegmentNameError(f"huddle {huddle.slug} already has a segment named {name!r}")
+    segment.name = name
+    segment.filter = filter_text.strip()
+    session.flush()
+    return segment
+
+
+def delete_segment(session: Session, *, huddle_id: int, segment_id: int) -> str:
+    """Delete a saved segment of this huddle; returns its name."""
+    segment = _own_segment(session, huddle_id, segment_id)
+    name = segment.name
+    session.delete(segment)
+    session.flush()
+    return name
+
+
+def _own_segment(session: Session, huddle_id: int, segment_id: int) -> Segment:
+    segment = session.scalars(
+        select(Segment).where(Segment.id == segment_id, Segment.huddle_id == huddle_id)
+    ).one_or_none()
+    if segment is None:
+        raise LookupError(f"huddle {huddle_id} has no segment {segment_id}")
+    return segment
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Some of the tags and custom field names a huddle's members have, for a cheat sheet."""
+
+    tags: list[str]
+    fields: list[str]
+
+
+def huddle_vocabulary(session: Session, huddle_id: int, *, limit: int = 30) -> Vocabulary:
+    """The first ``limit`` tags and custom field names (alphabetically) used in the huddle."""
+    tags = session.scalars(
+        select(MemberTag.tag)
+        .where(MemberTag.huddle_id == huddle_id)
+        .distinct()
+        .order_by(MemberTag.tag)
+        .limit(limit)
+    ).all()
+    fields = session.scalars(
+        select(MemberField.name)
+        .where(MemberField.huddle_id == huddle_id)
+        .distinct()
+        .order_by(MemberField.name)
+        .limit(limit)
+    ).all()
+    return Vocabulary(list(tags), list(fields))
