@@ -109,6 +109,25 @@ def resume(
     after_commit(session, f"resume of campaign {campaign_id}", lambda: again(campaign_id))
 
 
+def transition(
+    session: Session,
+    campaign: Campaign,
+    action: str,
+    *,
+    enqueue_launch: Enqueue,
+    enqueue_resume: Enqueue,
+) -> None:
+    """``pause``, ``cancel`` or ``resume`` the (locked) campaign, as the pages and the API ask."""
+    if action == "pause":
+        pause(session, campaign)
+    elif action == "cancel":
+        cancel(session, campaign)
+    elif action == "resume":
+        resume(session, campaign, enqueue_launch=enqueue_launch, enqueue_resume=enqueue_resume)
+    else:
+        raise ValueError(f"no campaign action {action!r}")
+
+
 def _refusing(change: Callable[[], object], campaign: Campaign) -> None:
     state = campaign.state
     try:

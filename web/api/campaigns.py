@@ -370,17 +370,13 @@ def _transition(slug: str, campaign_id: int, action: str) -> Campaign:
     session = writing()
     found = _campaign(session, huddle_for(session, slug, CAMPAIGNS), campaign_id, lock=True)
     try:
-        if action == "pause":
-            launches.pause(session, found)
-        elif action == "cancel":
-            launches.cancel(session, found)
-        else:
-            launches.resume(
-                session,
-                found,
-                enqueue_launch=jobs.enqueue_launch,
-                enqueue_resume=jobs.resume_campaign,
-            )
+        launches.transition(
+            session,
+            found,
+            action,
+            enqueue_launch=jobs.enqueue_launch,
+            enqueue_resume=jobs.resume_campaign,
+        )
     except launches.TransitionRefused as exc:
         fail(409, "conflict", str(exc), state=exc.state)
     return found

@@ -573,17 +573,13 @@ def _transition(campaign_id: int, action: str) -> ResponseReturnValue:
     with services().sessions.begin() as session:
         found = _campaign(session, campaign_id, lock=True)
         try:
-            if action == "pause":
-                launches.pause(session, found)
-            elif action == "cancel":
-                launches.cancel(session, found)
-            else:
-                launches.resume(
-                    session,
-                    found,
-                    enqueue_launch=jobs.enqueue_launch,
-                    enqueue_resume=jobs.resume_campaign,
-                )
+            launches.transition(
+                session,
+                found,
+                action,
+                enqueue_launch=jobs.enqueue_launch,
+                enqueue_resume=jobs.resume_campaign,
+            )
         except launches.TransitionRefused as exc:
             label = STATE_LABELS.get(exc.state, exc.state).lower()
             flash(f"Cannot {action} it: this campaign is {label}.", "error")

@@ -34,6 +34,7 @@ from outreach.people.huddles import create_huddle
 from outreach.sms import inbox as inbox_domain
 from outreach.sms.inbound import InboundSms, handle_inbound
 from outreach.sms.inbound.message import Media
+from tests.web.dashboard.pages import csrf_of
 from web.dashboard import inbox as inbox_pages
 
 PASSWORD = "correct horse battery"
@@ -74,12 +75,6 @@ def people(services: Services) -> None:
             users.create_user(
                 session, email=email, password=PASSWORD, huddles=[huddle], role=role, name=name
             )
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
 
 
 def form_key_of(page: str) -> str:

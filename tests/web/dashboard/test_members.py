@@ -27,10 +27,10 @@ from outreach.people import importer, imports
 from outreach.people import members as people
 from outreach.people.huddles import create_huddle
 from outreach.sms.inbound import InboundSms, handle_inbound
+from tests.web.dashboard.pages import PASSWORD, sign_in
 from web.dashboard import members as members_pages
 from workers import jobs
 
-PASSWORD = "correct horse battery"
 LOGAN_SENDER = "+16175550100"
 LEE = "lee@example.org"
 
@@ -57,16 +57,6 @@ def huddles(services: Services) -> None:
         users.create_user(
             session, email="mo@example.org", password=PASSWORD, huddles=["moab"], name="Mo"
         )
-
-
-def sign_in(client: FlaskClient, email: str) -> None:
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
-    answer = client.post(
-        "/login", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
-    )
-    assert answer.status_code == 302
 
 
 def token_of(client: FlaskClient, path: str) -> str:

@@ -25,9 +25,9 @@ from outreach.people.huddles import create_huddle
 from outreach.people.overview import Day, day_starts, member_figures, unread
 from outreach.sms.conversations import list_conversations
 from outreach.sms.inbound import InboundSms, handle_inbound
+from tests.web.dashboard.pages import PASSWORD, sign_in
 from web.dashboard.overview import chart_bars
 
-PASSWORD = "correct horse battery"
 LOGAN_SENDER = "+16175550100"
 MOAB_SENDER = "+14355550100"
 NOW = datetime(2026, 12, 7, 19, 0, tzinfo=UTC)  # noon in Denver
@@ -61,16 +61,6 @@ def huddles(services: Services) -> None:
             huddles=["logan"],
             role=a.RESPONDER,
         )
-
-
-def sign_in(client: FlaskClient, email: str) -> None:
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
-    answer = client.post(
-        "/login", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
-    )
-    assert answer.status_code == 302
 
 
 def add(services: Services, slug: str, consent: tuple[str, ...], **values: str) -> int:

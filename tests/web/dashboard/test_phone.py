@@ -26,6 +26,7 @@ from outreach.providers.sandbox.sms import SandboxSmsTransport
 from outreach.providers.sms import OutboundSms
 from outreach.sms import test_phone
 from tests.conftest import TEST_ACCOUNT_SID
+from tests.web.dashboard.pages import csrf_of
 
 PASSWORD = "correct horse battery"
 LOGAN_SENDER = "+16175550100"
@@ -67,12 +68,6 @@ def people(services: Services) -> None:
             ("rae@example.org", "logan", a.RESPONDER),
         ):
             users.create_user(session, email=email, password=PASSWORD, huddles=[huddle], role=role)
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
 
 
 def signed_in(app: Flask, email: str) -> FlaskClient:
